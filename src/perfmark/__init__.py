@@ -1,0 +1,5 @@
+"""perfmark: a self-hosted performance-marketing platform."""
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

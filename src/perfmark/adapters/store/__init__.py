@@ -1,0 +1,1 @@
+"""The SQL store (SQLAlchemy 2): configuration, money, counters and queues."""

@@ -1,0 +1,215 @@
+"""Generic storage of workspace-owned objects: insert, get, list with filters and cursors, update."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection, RowMapping, Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from perfmark.adapters.store.codec import decode_spec, encode_spec
+from perfmark.adapters.store.schema import config_version
+from perfmark.clock import utc
+from perfmark.domain.records import Page, Record
+from perfmark.errors import ConflictError
+from perfmark.ids import new_id
+
+__all__ = ["ResourceKind", "ResourceStore", "bump_config_version", "read_config_version"]
+
+SpecT = TypeVar("SpecT")
+
+
+@dataclass(frozen=True)
+class ResourceKind(Generic[SpecT]):
+    """How one kind of object is stored: its table, id prefix, spec type and indexed columns."""
+
+    name: str
+    singular: str
+    prefix: str
+    table: Table
+    spec_type: type[SpecT]
+    columns: Callable[[SpecT], dict[str, Any]]
+    filters: tuple[str, ...] = ()
+
+
+class ResourceStore(Generic[SpecT]):
+    """Reads and writes one kind of object; every call runs on the caller's connection."""
+
+    def __init__(self, kind: ResourceKind[SpecT]) -> None:
+        self.kind = kind
+        self.table = kind.table
+
+    def _record(self, row: RowMapping) -> Record[SpecT]:
+        return Record(
+            id=row["id"],
+            workspace_id=row["workspace_id"],
+            spec=decode_spec(self.kind.spec_type, row["data"]),
+            created_at=_aware(row["created_at"]),
+            updated_at=_aware(row["updated_at"]),
+            archived_at=_aware(row["archived_at"]) if row["archived_at"] else None,
+            version=row["version"],
+        )
+
+    def insert(
+        self,
+        conn: Connection,
+        workspace_id: str,
+        spec: SpecT,
+        now: datetime,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Record[SpecT]:
+        """Store a new object and return it."""
+        object_id = new_id(self.kind.prefix)
+        values = {
+            "id": object_id,
+            "workspace_id": workspace_id,
+            "data": encode_spec(spec),
+            "created_at": now,
+            "updated_at": now,
+            "archived_at": None,
+            "version": 1,
+            **self.kind.columns(spec),
+            **(extra or {}),
+        }
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(self.table).values(**values))
+        except IntegrityError as exc:
+            raise ConflictError(_conflict_message(self.kind.singular, exc)) from None
+        bump_config_version(conn)
+        return Record(object_id, workspace_id, spec, now, now, None, 1)
+
+    def get(self, conn: Connection, workspace_id: str, object_id: str) -> Record[SpecT] | None:
+        """One object of this workspace, or None (another workspace's id is None too)."""
+        row = (
+            conn.execute(
+                select(self.table).where(
+                    self.table.c.id == object_id, self.table.c.workspace_id == workspace_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else self._record(row)
+
+    def get_column(self, conn: Connection, workspace_id: str, object_id: str, column: str) -> Any:
+        """One stored column of an object (secrets are columns, not part of the spec)."""
+        return conn.execute(
+            select(self.table.c[column]).where(
+                self.table.c.id == object_id, self.table.c.workspace_id == workspace_id
+            )
+        ).scalar_one_or_none()
+
+    def find_by(self, conn: Connection, column: str, value: Any) -> Record[SpecT] | None:
+        """The object whose unique `column` equals `value`, across workspaces (e.g. a slug)."""
+        row = conn.execute(select(self.table).where(self.table.c[column] == value)).mappings()
+        first = row.first()
+        return None if first is None else self._record(first)
+
+    def list(
+        self,
+        conn: Connection,
+        workspace_id: str,
+        *,
+        filters: Mapping[str, str | list[str]] | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        include_archived: bool = False,
+    ) -> Page[Record[SpecT]]:
+        """A page of objects in id (= creation) order, after `cursor` when given."""
+        query = select(self.table).where(self.table.c.workspace_id == workspace_id)
+        for column, value in (filters or {}).items():
+            if isinstance(value, list):
+                query = query.where(self.table.c[column].in_(value))
+            else:
+                query = query.where(self.table.c[column] == value)
+        if not include_archived:
+            query = query.where(self.table.c.archived_at.is_(None))
+        if cursor:
+            query = query.where(self.table.c.id > cursor)
+        rows = conn.execute(query.order_by(self.table.c.id).limit(limit + 1)).mappings().all()
+        items = tuple(self._record(row) for row in rows[:limit])
+        next_cursor = items[-1].id if len(rows) > limit and items else None
+        return Page(items, next_cursor)
+
+    def replace(
+        self,
+        conn: Connection,
+        record: Record[SpecT],
+        spec: SpecT,
+        now: datetime,
+        *,
+        archived_at: datetime | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Record[SpecT]:
+        """Store a new spec for an existing object (optimistic: fails if it changed meanwhile)."""
+        values = {
+            "data": encode_spec(spec),
+            "updated_at": now,
+            "archived_at": archived_at,
+            "version": record.version + 1,
+            **self.kind.columns(spec),
+            **(extra or {}),
+        }
+        try:
+            with conn.begin_nested():
+                result = conn.execute(
+                    update(self.table)
+                    .where(
+                        self.table.c.id == record.id,
+                        self.table.c.workspace_id == record.workspace_id,
+                        self.table.c.version == record.version,
+                    )
+                    .values(**values)
+                )
+        except IntegrityError as exc:
+            raise ConflictError(_conflict_message(self.kind.singular, exc)) from None
+        if result.rowcount != 1:
+            raise ConflictError(
+                f"{self.kind.singular} {record.id} was changed by another request; "
+                "fetch it again and retry"
+            )
+        bump_config_version(conn)
+        return Record(
+            record.id,
+            record.workspace_id,
+            spec,
+            record.created_at,
+            now,
+            archived_at,
+            record.version + 1,
+        )
+
+
+def _conflict_message(singular: str, exc: IntegrityError) -> str:
+    text = str(exc.orig).lower()
+    for column in ("slug", "key", "email"):
+        if column in text:
+            return f"another {singular} already uses this {column}; choose a different one"
+    return f"this {singular} conflicts with an existing one or names an unknown object"
+
+
+def _aware(value: datetime) -> datetime:
+    return utc(value)
+
+
+def bump_config_version(conn: Connection) -> None:
+    """Count a configuration change, so trackers know to reload their cache."""
+    updated = conn.execute(
+        update(config_version)
+        .where(config_version.c.id == 1)
+        .values(version=config_version.c.version + 1)
+    )
+    if updated.rowcount == 0:
+        conn.execute(insert(config_version).values(id=1, version=1))
+
+
+def read_config_version(conn: Connection) -> int:
+    """The current configuration version (0 when nothing was ever configured)."""
+    value = conn.execute(
+        select(config_version.c.version).where(config_version.c.id == 1)
+    ).scalar_one_or_none()
+    return int(value or 0)

@@ -1,0 +1,1 @@
+"""The `perfmark` command line: each command parses, calls one service, renders."""

@@ -1,0 +1,171 @@
+"""`perfmark`: init, serve, demo, settings, and the object commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from perfmark.adapters.store.engine import make_engine, migrate
+from perfmark.cli.apikeys import apikeys_app
+from perfmark.cli.objects import campaigns_app, links_app
+from perfmark.cli.render import console, guarded, print_json, print_table
+from perfmark.domain.accounts import WorkspaceSpec
+from perfmark.domain.links import tracking_url
+from perfmark.services.accounts import create_workspace, list_workspaces
+from perfmark.services.container import build_container
+from perfmark.services.demo import seed_demo
+from perfmark.settings import Settings, load_settings, setting_table
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="perfmark",
+    help="perfmark: self-hosted performance marketing (tracking, attribution, billing).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(links_app, name="links")
+app.add_typer(apikeys_app, name="apikeys")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.command()
+@guarded
+def init(
+    workspace: Annotated[str, typer.Option(help="Name of the first workspace.")] = "My workspace",
+    email: Annotated[str, typer.Option(help="Owner's email.")] = "owner@example.com",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create the data directory and store, and a first workspace with an owner API key."""
+    container = build_container(load_settings())
+    existing = list_workspaces(container)
+    if existing:
+        message = f"already initialised: workspace {existing[0].id} ({existing[0].spec.name})"
+        if as_json:
+            print_json({"workspace_id": existing[0].id, "created": False})
+        else:
+            console.print(message)
+        return
+    created = create_workspace(container, WorkspaceSpec(name=workspace), email)
+    if as_json:
+        print_json(
+            {
+                "workspace_id": created.workspace.id,
+                "api_key": created.api_key.secret,
+                "created": True,
+            }
+        )
+        return
+    console.print(f"Workspace [bold]{created.workspace.id}[/] created in {container.settings.home}")
+    console.print(f"Owner API key (shown once): [bold]{created.api_key.secret}[/]")
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    # Migrate once here; workers then start without racing on the schema.
+    migrate(make_engine(settings.resolved_database_url))
+    uvicorn.run(
+        "perfmark.web.asgi:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+@guarded
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int | None, typer.Option(help="HTTP worker processes.")] = None,
+) -> None:
+    """Run the tracker, API and dashboard."""
+    settings = load_settings()
+    _serve(settings, host or settings.host, port or settings.port, workers or settings.workers)
+
+
+@app.command()
+@guarded
+def demo(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the server after seeding.")
+    ] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Seed a realistic demo workspace (once), print how to try it, and serve it."""
+    settings = load_settings()
+    container = build_container(settings)
+    existing = [w for w in list_workspaces(container) if w.spec.name == "Demo workspace"]
+    if existing:
+        console.print(
+            f"Demo workspace {existing[0].id} already exists in {settings.home}; "
+            "delete that directory to start over, or create keys with `perfmark apikeys create`."
+        )
+    else:
+        seeded = seed_demo(container)
+        if as_json:
+            print_json(
+                {
+                    "workspace_id": seeded.workspace_id,
+                    "api_key": seeded.api_key,
+                    "links": [
+                        tracking_url(settings.base_url, link.spec.slug) for link in seeded.links
+                    ],
+                }
+            )
+        else:
+            base = settings.base_url.rstrip("/")
+            console.print(f"[bold green]Demo workspace[/] {seeded.workspace_id} is ready.")
+            console.print(f"  API:        {base}/api/docs")
+            console.print(f"  API key:    [bold]{seeded.api_key}[/] (shown once)")
+            console.print(
+                f"  Try:        curl -H 'Authorization: Bearer {seeded.api_key}' {base}/api/campaigns",
+                soft_wrap=True,
+            )
+            print_table(
+                "Tracking links",
+                ("campaign", "tracking URL"),
+                [
+                    (campaign.spec.name, tracking_url(settings.base_url, link.spec.slug))
+                    for campaign, link in zip(seeded.campaigns, seeded.links, strict=True)
+                ],
+            )
+    if serve_after:
+        _serve(settings, host or settings.host, port or settings.port, settings.workers)
+
+
+@app.command("settings")
+@guarded
+def show_settings(as_json: JsonFlag = False) -> None:
+    """Show every setting: its value now, its default and what it does."""
+    current = load_settings()
+    rows = [
+        (
+            name,
+            "***"
+            if name == "secret_key" and getattr(current, name)
+            else str(getattr(current, name)),
+            str(default),
+            help_text,
+        )
+        for name, _type, default, help_text in setting_table()
+    ]
+    if as_json:
+        print_json({name: value for name, value, _default, _help in rows})
+        return
+    print_table(
+        "Settings (PERFMARK_<NAME> or perfmark.toml)", ("name", "value", "default", "help"), rows
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

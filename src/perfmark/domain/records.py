@@ -1,0 +1,38 @@
+"""A stored object: its spec (what the user set) plus identity, ownership and timestamps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+__all__ = ["Page", "Record"]
+
+SpecT = TypeVar("SpecT")
+ItemT = TypeVar("ItemT")
+
+
+@dataclass(frozen=True)
+class Record(Generic[SpecT]):
+    """One object of one workspace; `version` rises by one on every update."""
+
+    id: str
+    workspace_id: str
+    spec: SpecT
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None = None
+    version: int = 1
+
+    @property
+    def archived(self) -> bool:
+        """Whether the object was archived (kept for history, hidden from default lists)."""
+        return self.archived_at is not None
+
+
+@dataclass(frozen=True)
+class Page(Generic[ItemT]):
+    """One page of a list, with the cursor that fetches the next one (None at the end)."""
+
+    items: tuple[ItemT, ...]
+    next_cursor: str | None

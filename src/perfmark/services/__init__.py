@@ -1,0 +1,1 @@
+"""Use cases: one module per area, taking and returning plain frozen data."""

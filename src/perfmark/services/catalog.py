@@ -1,0 +1,304 @@
+"""Create, read, update, list and archive the objects of a workspace, with reference checks."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import Connection
+
+from perfmark.adapters.store.codec import decode_spec, encode_spec
+from perfmark.adapters.store.engine import transaction
+from perfmark.adapters.store.kinds import (
+    ADVERTISERS,
+    CAMPAIGNS,
+    GOALS,
+    KINDS,
+    LINKS,
+    OFFERS,
+    PUBLISHERS,
+    USERS,
+)
+from perfmark.adapters.store.resources import ResourceKind, ResourceStore
+from perfmark.domain.accounts import WRITE_ROLES, Role, UserSpec
+from perfmark.domain.campaigns import CampaignSpec, CampaignStatus, check_transition
+from perfmark.domain.links import TrackingLinkSpec
+from perfmark.domain.offers import GoalSpec, OfferSpec
+from perfmark.domain.records import Page, Record
+from perfmark.errors import ForbiddenError, NotFoundError, ValidationError
+from perfmark.services.container import Container, Principal
+
+__all__ = [
+    "archive_object",
+    "create_object",
+    "get_object",
+    "kind_named",
+    "list_objects",
+    "postback_secret",
+    "update_object",
+]
+
+#: Objects that carry a generated secret (inbound postback token or outbound signing key).
+_SECRET_KINDS = frozenset({"advertisers", "publishers"})
+_SECRET_BYTES = 24
+
+
+def kind_named(name: str) -> ResourceKind[Any]:
+    """The resource kind for an API path segment such as "campaigns"."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise NotFoundError(
+            f"there is no resource called {name!r}; known: {', '.join(KINDS)}"
+        ) from None
+
+
+def _require_write(principal: Principal) -> None:
+    if principal.role not in WRITE_ROLES:
+        raise ForbiddenError(
+            f"the {principal.role.value} role is read-only here; use an owner or admin key"
+        )
+
+
+def _scope_filters(principal: Principal, kind: ResourceKind[Any]) -> dict[str, str]:
+    """Filters that restrict portal roles to their own objects (and refuse the rest)."""
+    if principal.role is Role.ADVERTISER and principal.advertiser_id:
+        own = {"advertisers": "id", "offers": "advertiser_id", "campaigns": "advertiser_id"}
+        if kind.name in own:
+            return {own[kind.name]: principal.advertiser_id}
+    elif principal.role is Role.PUBLISHER and principal.publisher_id:
+        own = {"publishers": "id", "links": "publisher_id"}
+        if kind.name in own:
+            return {own[kind.name]: principal.publisher_id}
+    else:
+        return {}
+    raise ForbiddenError(f"the {principal.role.value} role cannot see {kind.name}")
+
+
+def _visible(principal: Principal, kind: ResourceKind[Any], record: Record[Any]) -> bool:
+    scope = _scope_filters(principal, kind)
+    for column, value in scope.items():
+        actual = record.id if column == "id" else getattr(record.spec, column)
+        if actual != value:
+            return False
+    return True
+
+
+def _must_exist(
+    conn: Connection, kind: ResourceKind[Any], workspace_id: str, object_id: str, field: str
+) -> Record[Any]:
+    record = ResourceStore(kind).get(conn, workspace_id, object_id)
+    if record is None or record.archived:
+        raise ValidationError(
+            f"{field} {object_id!r} is not a {kind.singular} of this workspace; "
+            f"list them at /api/{kind.name}",
+            field=field,
+        )
+    return record
+
+
+def _check_offer(conn: Connection, workspace_id: str, spec: OfferSpec) -> None:
+    _must_exist(conn, ADVERTISERS, workspace_id, spec.advertiser_id, "advertiser_id")
+
+
+def _check_goal(conn: Connection, workspace_id: str, spec: GoalSpec) -> None:
+    if spec.advertiser_id:
+        _must_exist(conn, ADVERTISERS, workspace_id, spec.advertiser_id, "advertiser_id")
+
+
+def _check_campaign(conn: Connection, workspace_id: str, spec: CampaignSpec) -> None:
+    advertiser = _must_exist(conn, ADVERTISERS, workspace_id, spec.advertiser_id, "advertiser_id")
+    offer = _must_exist(conn, OFFERS, workspace_id, spec.offer_id, "offer_id")
+    if offer.spec.advertiser_id != spec.advertiser_id:
+        raise ValidationError(
+            f"offer {spec.offer_id} belongs to advertiser {offer.spec.advertiser_id}, "
+            f"not {spec.advertiser_id}",
+            field="offer_id",
+        )
+    if spec.currency != advertiser.spec.currency:
+        raise ValidationError(
+            f"currency {spec.currency} differs from the advertiser's {advertiser.spec.currency}; "
+            "budgets are kept in the advertiser's currency",
+            field="currency",
+        )
+    for goal_id in spec.goal_ids:
+        _must_exist(conn, GOALS, workspace_id, goal_id, "goal_ids")
+    for rule in spec.pricing:
+        if rule.publisher_id:
+            _must_exist(conn, PUBLISHERS, workspace_id, rule.publisher_id, "pricing.publisher_id")
+    for cap in spec.caps:
+        if cap.publisher_id:
+            _must_exist(conn, PUBLISHERS, workspace_id, cap.publisher_id, "caps.publisher_id")
+        if cap.goal_id and cap.goal_id not in spec.goal_ids:
+            raise ValidationError(
+                f"cap names goal {cap.goal_id}, which is not in goal_ids", field="caps.goal_id"
+            )
+
+
+def _check_link(conn: Connection, workspace_id: str, spec: TrackingLinkSpec) -> None:
+    _must_exist(conn, CAMPAIGNS, workspace_id, spec.campaign_id, "campaign_id")
+    _must_exist(conn, PUBLISHERS, workspace_id, spec.publisher_id, "publisher_id")
+
+
+def _check_user(conn: Connection, workspace_id: str, spec: UserSpec) -> None:
+    if spec.advertiser_id:
+        _must_exist(conn, ADVERTISERS, workspace_id, spec.advertiser_id, "advertiser_id")
+    if spec.publisher_id:
+        _must_exist(conn, PUBLISHERS, workspace_id, spec.publisher_id, "publisher_id")
+
+
+_REFERENCE_CHECKS: dict[str, Callable[[Connection, str, Any], None]] = {
+    OFFERS.name: _check_offer,
+    GOALS.name: _check_goal,
+    CAMPAIGNS.name: _check_campaign,
+    LINKS.name: _check_link,
+    USERS.name: _check_user,
+}
+
+
+def _check_references(conn: Connection, kind: ResourceKind[Any], ws: str, spec: Any) -> None:
+    check = _REFERENCE_CHECKS.get(kind.name)
+    if check is not None:
+        check(conn, ws, spec)
+
+
+def create_object(
+    container: Container, principal: Principal, kind: ResourceKind[Any], spec: Any
+) -> Record[Any]:
+    """Validate references and store a new object in the caller's workspace."""
+    _require_write(principal)
+    with transaction(container.engine) as conn:
+        _check_references(conn, kind, principal.workspace_id, spec)
+        extra = (
+            {"postback_secret": secrets.token_urlsafe(_SECRET_BYTES)}
+            if kind.name in _SECRET_KINDS
+            else None
+        )
+        return ResourceStore(kind).insert(
+            conn, principal.workspace_id, spec, container.clock.now(), extra
+        )
+
+
+def get_object(
+    container: Container, principal: Principal, kind: ResourceKind[Any], object_id: str
+) -> Record[Any]:
+    """One object of the caller's workspace, or NotFoundError."""
+    with transaction(container.engine) as conn:
+        record = ResourceStore(kind).get(conn, principal.workspace_id, object_id)
+    if record is None or not _visible(principal, kind, record):
+        raise NotFoundError(f"no {kind.singular} with id {object_id!r} in this workspace")
+    return record
+
+
+def list_objects(
+    container: Container,
+    principal: Principal,
+    kind: ResourceKind[Any],
+    *,
+    filters: Mapping[str, str] | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    include_archived: bool = False,
+) -> Page[Record[Any]]:
+    """A page of the caller's objects, filtered on indexed columns."""
+    merged: dict[str, str | list[str]] = dict(filters or {})
+    for column in merged:
+        if column not in kind.filters:
+            raise ValidationError(
+                f"cannot filter {kind.name} by {column!r}; filter by one of "
+                f"{', '.join(kind.filters) or 'nothing'}",
+                field=column,
+            )
+    merged.update(_scope_filters(principal, kind))
+    with transaction(container.engine) as conn:
+        return ResourceStore(kind).list(
+            conn,
+            principal.workspace_id,
+            filters=merged,
+            cursor=cursor,
+            limit=limit,
+            include_archived=include_archived,
+        )
+
+
+def update_object(
+    container: Container,
+    principal: Principal,
+    kind: ResourceKind[Any],
+    object_id: str,
+    changes: Mapping[str, Any],
+) -> Record[Any]:
+    """Apply a partial change (the fields given), re-validating the whole object."""
+    _require_write(principal)
+    store = ResourceStore(kind)
+    with transaction(container.engine) as conn:
+        record = store.get(conn, principal.workspace_id, object_id)
+        if record is None:
+            raise NotFoundError(f"no {kind.singular} with id {object_id!r} in this workspace")
+        if record.archived:
+            raise ValidationError(
+                f"{kind.singular} {object_id} is archived; archived objects cannot change",
+                field="id",
+            )
+        frozen = _immutable_fields(kind)
+        for name in changes:
+            if name in frozen:
+                raise ValidationError(
+                    f"{name} cannot change after creation; create a new {kind.singular}",
+                    field=name,
+                )
+        merged = {**encode_spec(record.spec), **changes}
+        spec = decode_spec(kind.spec_type, merged)
+        if isinstance(spec, CampaignSpec):
+            check_transition(record.spec.status, spec.status)
+        _check_references(conn, kind, principal.workspace_id, spec)
+        return store.replace(conn, record, spec, container.clock.now())
+
+
+def _immutable_fields(kind: ResourceKind[Any]) -> frozenset[str]:
+    # Ledger entries and events refer to these; changing them would rewrite history.
+    return {
+        "campaigns": frozenset({"advertiser_id", "currency"}),
+        "links": frozenset({"campaign_id", "publisher_id", "slug"}),
+        "offers": frozenset({"advertiser_id"}),
+        "goals": frozenset({"key"}),
+        "advertisers": frozenset({"currency"}),
+        "users": frozenset({"email"}),
+    }.get(kind.name, frozenset())
+
+
+def archive_object(
+    container: Container, principal: Principal, kind: ResourceKind[Any], object_id: str
+) -> Record[Any]:
+    """Hide an object from default lists and stop it from being used; history is kept."""
+    _require_write(principal)
+    store = ResourceStore(kind)
+    with transaction(container.engine) as conn:
+        record = store.get(conn, principal.workspace_id, object_id)
+        if record is None:
+            raise NotFoundError(f"no {kind.singular} with id {object_id!r} in this workspace")
+        if record.archived:
+            return record
+        spec = record.spec
+        if isinstance(spec, CampaignSpec) and spec.status is not CampaignStatus.ENDED:
+            spec = replace(spec, status=CampaignStatus.ENDED)
+        now = container.clock.now()
+        return store.replace(conn, record, spec, now, archived_at=now)
+
+
+def postback_secret(
+    container: Container, principal: Principal, kind: ResourceKind[Any], object_id: str
+) -> str:
+    """The secret of an advertiser (inbound postbacks) or publisher (outbound signatures)."""
+    _require_write(principal)
+    if kind.name not in _SECRET_KINDS:
+        raise NotFoundError(f"{kind.name} have no postback secret")
+    with transaction(container.engine) as conn:
+        secret = ResourceStore(kind).get_column(
+            conn, principal.workspace_id, object_id, "postback_secret"
+        )
+    if secret is None:
+        raise NotFoundError(f"no {kind.singular} with id {object_id!r} in this workspace")
+    return str(secret)

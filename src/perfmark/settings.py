@@ -1,0 +1,204 @@
+"""One declared table of settings, read from `PERFMARK_*` variables and a TOML file, validated once.
+
+Each setting is a field of `Settings` with its type, default and help text. Values come,
+in rising priority, from the defaults, the TOML file (`$PERFMARK_CONFIG`, or
+`perfmark.toml` in the data directory) and `PERFMARK_<NAME>` environment variables.
+docs/settings.md documents every setting; a test fails when one is missing there.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from perfmark.errors import ValidationError
+
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings", "setting_table"]
+
+ENV_PREFIX = "PERFMARK_"
+
+
+class SettingsError(ValidationError):
+    """A setting with a value that cannot be used; the message names it and what is allowed."""
+
+    code = "invalid_setting"
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every perfmark setting; build it with `load_settings()`."""
+
+    home: Path = _setting(Path(".perfmark"), "Data directory: SQLite store, event logs, lake.")
+    database_url: str = _setting(
+        "", "SQLAlchemy URL of the store; empty means SQLite at <home>/perfmark.db."
+    )
+    base_url: str = _setting(
+        "http://127.0.0.1:8000", "Public URL of the tracker, used in tracking links and snippets."
+    )
+    host: str = _setting("127.0.0.1", "Interface `perfmark serve` listens on.")
+    port: int = _setting(8000, "Port `perfmark serve` listens on.")
+    workers: int = _setting(2, "HTTP worker processes started by `perfmark serve`.")
+    secret_key: str = _setting(
+        "", "Secret for session cookies and visitor hashing; empty means generated in <home>."
+    )
+    max_body_bytes: int = _setting(1_048_576, "Largest request body accepted, in bytes.")
+    max_param_chars: int = _setting(2048, "Longest query parameter value accepted, in characters.")
+    page_size_max: int = _setting(200, "Largest page size the API accepts.")
+    click_id_param: str = _setting(
+        "pm_clid", "Query parameter that carries the click id to landing pages."
+    )
+    ip_anonymization: Literal["none", "truncate", "drop"] = _setting(
+        "truncate",
+        "How visitor IPs are stored: as sent, truncated (IPv4 /24, IPv6 /48) or not at all.",
+    )
+    cookieless: bool = _setting(
+        False, "Identify visitors by a daily-salted hash of IP and user agent instead of a cookie."
+    )
+    cookie_lifetime_days: int = _setting(90, "Lifetime of the first-party visitor cookie, in days.")
+    config_cache_ttl_ms: int = _setting(
+        1000, "How long the tracker serves cached config before reloading, in milliseconds."
+    )
+    wal_fsync_interval_ms: int = _setting(
+        50, "Group-commit interval of the write-ahead log (fsync), in milliseconds."
+    )
+    wal_strict_durability: bool = _setting(
+        False, "fsync the write-ahead log after every event before answering (slower)."
+    )
+    wal_segment_bytes: int = _setting(
+        64 * 1024 * 1024, "Size at which a write-ahead log segment is closed, in bytes."
+    )
+    postback_max_age_seconds: int = _setting(
+        300, "Oldest signed postback timestamp accepted, in seconds (replay protection)."
+    )
+    lake_engine: Literal["duckdb", "spark"] = _setting(
+        "duckdb", "Query engine for reports over the event lake."
+    )
+    spark_master: str = _setting("local[2]", "Spark master URL when lake_engine is spark.")
+    log_level: Literal["debug", "info", "warning", "error"] = _setting("info", "Log level.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The store URL, with the SQLite default filled in."""
+        return self.database_url or f"sqlite:///{(self.home / 'perfmark.db').resolve()}"
+
+
+def setting_table() -> list[tuple[str, str, Any, str]]:
+    """(name, type, default, help) of every setting, in declaration order."""
+    hints = get_type_hints(Settings)
+    rows = []
+    for item in fields(Settings):
+        default = None if item.default is MISSING else item.default
+        rows.append((item.name, _type_name(hints[item.name]), default, item.metadata["help"]))
+    return rows
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return " | ".join(repr(value) for value in get_args(annotation))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _convert(name: str, annotation: Any, raw: Any, source: str) -> Any:
+    def fail(allowed: str) -> SettingsError:
+        return SettingsError(
+            f"setting {name} from {source} is {raw!r}; expected {allowed}", field=name
+        )
+
+    origin = get_origin(annotation)
+    if origin is Literal:
+        choices = get_args(annotation)
+        value = raw.strip().lower() if isinstance(raw, str) else raw
+        if value not in choices:
+            raise fail("one of " + ", ".join(repr(choice) for choice in choices))
+        return value
+    if origin in (Union, types.UnionType):
+        raise fail("a supported type")  # no optional settings are declared
+    if annotation is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise fail("true or false")
+    if annotation is int:
+        if isinstance(raw, bool):
+            raise fail("an integer")
+        try:
+            number = int(str(raw).strip())
+        except ValueError:
+            raise fail("an integer") from None
+        if number < 0:
+            raise fail("a non-negative integer")
+        return number
+    if annotation is Path:
+        return Path(str(raw)).expanduser()
+    if annotation is str:
+        return str(raw)
+    raise fail(f"a value of type {annotation}")
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Read, convert and validate all settings; raise `SettingsError` naming the first bad one."""
+    env = dict(os.environ if environ is None else environ)
+    hints = get_type_hints(Settings)
+    known = {item.name for item in fields(Settings)}
+    values: dict[str, Any] = {}
+
+    home = Path(env.get(ENV_PREFIX + "HOME", ".perfmark")).expanduser()
+    config_path = Path(env.get(ENV_PREFIX + "CONFIG", str(home / "perfmark.toml")))
+    if config_path.is_file():
+        try:
+            table = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {config_path} is not valid TOML: {exc}") from None
+        for key, raw in table.items():
+            if key not in known:
+                raise SettingsError(
+                    f"config file {config_path} sets unknown setting {key!r}; "
+                    "see docs/settings.md for the list",
+                    field=key,
+                )
+            values[key] = _convert(key, hints[key], raw, str(config_path))
+    for key in known:
+        raw_env = env.get(ENV_PREFIX + key.upper())
+        if raw_env is not None:
+            values[key] = _convert(key, hints[key], raw_env, ENV_PREFIX + key.upper())
+    for key, raw in (overrides or {}).items():
+        if key not in known:
+            raise SettingsError(f"unknown setting {key!r}", field=key)
+        values[key] = _convert(key, hints[key], raw, "overrides")
+    settings = replace(Settings(), **values)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    if not settings.base_url.startswith(("http://", "https://")):
+        raise SettingsError(
+            f"setting base_url is {settings.base_url!r}; it must start with http:// or https://",
+            field="base_url",
+        )
+    if not 0 < settings.port < 65536:
+        raise SettingsError(f"setting port is {settings.port}; use 1-65535", field="port")
+    if settings.workers < 1:
+        raise SettingsError(
+            f"setting workers is {settings.workers}; use 1 or more", field="workers"
+        )
+    if not settings.click_id_param.replace("_", "").isalnum():
+        raise SettingsError(
+            f"setting click_id_param is {settings.click_id_param!r}; use letters, digits and _",
+            field="click_id_param",
+        )

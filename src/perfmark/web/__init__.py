@@ -1,0 +1,1 @@
+"""The HTTP face of perfmark: tracking endpoints, the management API and the dashboard."""
