@@ -15,12 +15,32 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from perfmark.errors import ValidationError
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings", "setting_table"]
+__all__ = [
+    "ENV_PREFIX",
+    "Settings",
+    "SettingsError",
+    "lake_directory",
+    "load_settings",
+    "setting_table",
+    "wal_directory",
+]
 
 ENV_PREFIX = "PERFMARK_"
+
+#: Integer settings where 0 would disable the feature outright (no body, no page, ...).
+_AT_LEAST_ONE = (
+    "workers",
+    "max_body_bytes",
+    "max_param_chars",
+    "page_size_max",
+    "cookie_lifetime_days",
+    "wal_segment_bytes",
+    "postback_max_age_seconds",
+)
 
 
 class SettingsError(ValidationError):
@@ -141,10 +161,10 @@ def _convert(name: str, annotation: Any, raw: Any, source: str) -> Any:
         if number < 0:
             raise fail("a non-negative integer")
         return number
-    if annotation is Path:
-        return Path(str(raw)).expanduser()
-    if annotation is str:
-        return str(raw)
+    if annotation is Path or annotation is str:
+        if not isinstance(raw, str):  # a TOML number or table where text belongs
+            raise fail("a string")
+        return Path(raw).expanduser() if annotation is Path else raw
     raise fail(f"a value of type {annotation}")
 
 
@@ -158,17 +178,28 @@ def load_settings(
     values: dict[str, Any] = {}
 
     home = Path(env.get(ENV_PREFIX + "HOME", ".perfmark")).expanduser()
-    config_path = Path(env.get(ENV_PREFIX + "CONFIG", str(home / "perfmark.toml")))
+    explicit_config = env.get(ENV_PREFIX + "CONFIG")
+    config_path = Path(explicit_config or home / "perfmark.toml").expanduser()
+    if explicit_config and not config_path.is_file():
+        # A named file that is missing is a typo, not "no config": say so instead of ignoring it.
+        raise SettingsError(
+            f"{ENV_PREFIX}CONFIG names {str(config_path)!r}, which is not a file; "
+            "fix the path or unset the variable",
+            field="config",
+        )
     if config_path.is_file():
         try:
             table = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"config file {config_path} is not valid TOML: {exc}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(
+                f"config file {config_path} is not valid TOML: {exc}", field="config"
+            ) from None
         for key, raw in table.items():
             if key not in known:
                 raise SettingsError(
-                    f"config file {config_path} sets unknown setting {key!r}; "
-                    "see docs/settings.md for the list",
+                    f"config file {config_path} sets unknown setting {key!r}; known settings: "
+                    + ", ".join(item.name for item in fields(Settings))
+                    + " (see docs/settings.md)",
                     field=key,
                 )
             values[key] = _convert(key, hints[key], raw, str(config_path))
@@ -178,7 +209,11 @@ def load_settings(
             values[key] = _convert(key, hints[key], raw_env, ENV_PREFIX + key.upper())
     for key, raw in (overrides or {}).items():
         if key not in known:
-            raise SettingsError(f"unknown setting {key!r}", field=key)
+            raise SettingsError(
+                f"unknown setting {key!r}; known settings: "
+                + ", ".join(item.name for item in fields(Settings)),
+                field=key,
+            )
         values[key] = _convert(key, hints[key], raw, "overrides")
     settings = replace(Settings(), **values)
     _validate(settings)
@@ -186,19 +221,48 @@ def load_settings(
 
 
 def _validate(settings: Settings) -> None:
-    if not settings.base_url.startswith(("http://", "https://")):
-        raise SettingsError(
-            f"setting base_url is {settings.base_url!r}; it must start with http:// or https://",
-            field="base_url",
-        )
+    _validate_base_url(settings.base_url)
     if not 0 < settings.port < 65536:
         raise SettingsError(f"setting port is {settings.port}; use 1-65535", field="port")
-    if settings.workers < 1:
-        raise SettingsError(
-            f"setting workers is {settings.workers}; use 1 or more", field="workers"
-        )
+    for name in _AT_LEAST_ONE:
+        if getattr(settings, name) < 1:
+            raise SettingsError(
+                f"setting {name} is {getattr(settings, name)}; use 1 or more", field=name
+            )
     if not settings.click_id_param.replace("_", "").isalnum():
         raise SettingsError(
             f"setting click_id_param is {settings.click_id_param!r}; use letters, digits and _",
             field="click_id_param",
         )
+
+
+def _validate_base_url(url: str) -> None:
+    """An absolute http(s) URL with a host and no query or fragment (links are appended to it)."""
+    try:
+        parts = urlsplit(url)
+        valid = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not parts.query
+            and not parts.fragment
+            and not any(char.isspace() or ord(char) < 32 for char in url)
+        )
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise SettingsError(
+            f"setting base_url is {url!r}; use an absolute http:// or https:// URL with a host "
+            "and no query or fragment, such as https://track.example.com",
+            field="base_url",
+        )
+
+
+def wal_directory(settings: Settings) -> Path:
+    """Where the trackers' write-ahead log segments live."""
+    return settings.home / "wal"
+
+
+def lake_directory(settings: Settings) -> Path:
+    """Where the event lake's Parquet partitions live."""
+    return settings.home / "lake"

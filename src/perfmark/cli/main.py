@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import shutil
 from typing import Annotated
 
 import typer
@@ -17,6 +20,8 @@ from perfmark.services.accounts import create_workspace, list_workspaces
 from perfmark.services.container import build_container
 from perfmark.services.demo import seed_demo
 from perfmark.settings import Settings, load_settings, setting_table
+from perfmark.workers.processor import Processor
+from perfmark.workers.run import run_processor, run_processor_from_environment
 
 __all__ = ["app", "main"]
 
@@ -30,6 +35,7 @@ app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(links_app, name="links")
 app.add_typer(apikeys_app, name="apikeys")
 
+WORKER_STARTUP_TIMEOUT_S = 60
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -64,18 +70,39 @@ def init(
     console.print(f"Owner API key (shown once): [bold]{created.api_key.secret}[/]")
 
 
-def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
+def _serve(
+    settings: Settings, host: str, port: int, workers: int, *, processor: bool = True
+) -> None:
     # Migrate once here; workers then start without racing on the schema.
     migrate(make_engine(settings.resolved_database_url))
-    uvicorn.run(
-        "perfmark.web.asgi:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level,
-        proxy_headers=True,
-    )
+    metrics_dir = settings.home / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    child = None
+    if processor:
+        child = multiprocessing.get_context("spawn").Process(
+            target=run_processor_from_environment, name="perfmark-processor", daemon=True
+        )
+        child.start()
+    try:
+        uvicorn.run(
+            "perfmark.web.asgi:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level,
+            proxy_headers=True,
+            access_log=settings.log_level == "debug",
+            # Workers import the whole app before answering uvicorn's health pings; on a
+            # busy 2-core machine that can take longer than uvicorn's 5 s default.
+            timeout_worker_healthcheck=WORKER_STARTUP_TIMEOUT_S,
+        )
+    finally:
+        if child is not None and child.is_alive():
+            child.terminate()
+            child.join(timeout=10)
 
 
 @app.command()
@@ -84,10 +111,34 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     workers: Annotated[int | None, typer.Option(help="HTTP worker processes.")] = None,
+    processor: Annotated[
+        bool, typer.Option("--processor/--no-processor", help="Also run the event processor.")
+    ] = True,
 ) -> None:
-    """Run the tracker, API and dashboard."""
+    """Run the tracker, API and dashboard (and the event processor)."""
     settings = load_settings()
-    _serve(settings, host or settings.host, port or settings.port, workers or settings.workers)
+    _serve(
+        settings,
+        host or settings.host,
+        port or settings.port,
+        workers or settings.workers,
+        processor=processor,
+    )
+
+
+@app.command()
+@guarded
+def process(
+    once: Annotated[bool, typer.Option("--once", help="Drain the log once, then exit.")] = False,
+) -> None:
+    """Run the event processor alone (one leader per data directory)."""
+    settings = load_settings()
+    if once:
+        migrate(make_engine(settings.resolved_database_url))
+        written = Processor(build_container(settings, run_migrations=False)).drain()
+        console.print(f"processed {written} events")
+        return
+    run_processor(settings)
 
 
 @app.command()

@@ -36,7 +36,7 @@ EXTERNAL_CLICK_IDS = (
     "li_fat_id",
 )
 DEFAULT_PASSTHROUGH = SUB_FIELDS + UTM_FIELDS + EXTERNAL_CLICK_IDS
-_PARAM = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_PARAM = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # fullmatch: `$` allows a trailing newline
 _MAX_FIXED_VALUE_CHARS = 500
 _SLUG_ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _SLUG_LENGTH = 8
@@ -80,13 +80,20 @@ class TrackingLinkSpec:
         check_slug("slug", self.slug)
         for name in SUB_FIELDS + UTM_FIELDS:
             value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValidationError(f"{name} is {value!r}; give text", field=name)
             if value is not None and len(value) > _MAX_FIXED_VALUE_CHARS:
                 raise ValidationError(
                     f"{name} is {len(value)} characters; the limit is {_MAX_FIXED_VALUE_CHARS}",
                     field=name,
                 )
+        if isinstance(self.passthrough, str):  # "gclid" would otherwise become g, c, l, i, d
+            raise ValidationError(
+                f"passthrough is {self.passthrough!r}; give a list of parameter names",
+                field="passthrough",
+            )
         for param in self.passthrough:
-            if not isinstance(param, str) or not _PARAM.match(param):
+            if not isinstance(param, str) or not _PARAM.fullmatch(param):
                 raise ValidationError(
                     f"passthrough parameter {param!r} is not a valid name; use letters, "
                     "digits, '_', '-' or '.'",

@@ -12,13 +12,18 @@ from perfmark.money import MoneyError, normalize_currency, parse_amount
 __all__ = [
     "check_currency",
     "check_decimal",
+    "check_email",
     "check_http_url",
     "check_name",
     "check_positive_int",
     "check_slug",
 ]
 
-_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# Patterns are used with fullmatch: `$` alone would accept a trailing newline.
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}")
+_MACRO = re.compile(r"\{[a-z0-9_]+\}")
+_MAX_URL_CHARS = 2048
 
 
 def check_name(field: str, value: str, *, max_length: int = 200) -> str:
@@ -34,24 +39,43 @@ def check_name(field: str, value: str, *, max_length: int = 200) -> str:
 
 def check_http_url(field: str, value: str, *, allow_macros: bool = True) -> str:
     """An absolute http(s) URL with a host; `{macros}` are allowed in path and query."""
-    if not isinstance(value, str) or len(value) > 2048:
+    if not isinstance(value, str) or len(value) > _MAX_URL_CHARS:
         raise ValidationError(
-            f"{field} must be an http(s) URL of at most 2048 characters", field=field
+            f"{field} must be an http(s) URL of at most {_MAX_URL_CHARS} characters", field=field
         )
-    probe = re.sub(r"\{[a-z0-9_]+\}", "x", value) if allow_macros else value
+    # Control characters would reach the Location header; browsers read "\\" as "/".
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value) or "\\" in value:
+        raise ValidationError(
+            f"{field} {value!r} contains whitespace, control characters or backslashes; "
+            "percent-encode them",
+            field=field,
+        )
+    probe = _MACRO.sub("x", value) if allow_macros else value
     try:
         parts = urlsplit(probe)
+        netloc = urlsplit(value).netloc
     except ValueError:
         raise ValidationError(f"{field} {value!r} is not a valid URL", field=field) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError(
             f"{field} {value!r} is not an absolute http:// or https:// URL", field=field
         )
-    if any(ch in value for ch in "\r\n\t ") or "\\" in value:
+    if "{" in netloc or "}" in netloc:
         raise ValidationError(
-            f"{field} {value!r} contains whitespace or backslashes; encode them", field=field
+            f"{field} {value!r} has a macro in its host; macros may only fill the path and "
+            "query (a host taken from a parameter would be an open redirect)",
+            field=field,
         )
     return value
+
+
+def check_email(field: str, value: str) -> str:
+    """An email address (one @, a dotted domain, no spaces), lower-cased."""
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value):
+        raise ValidationError(
+            f"{field} {value!r} is not an email address such as name@example.com", field=field
+        )
+    return value.lower()
 
 
 def check_currency(field: str, value: str) -> str:
@@ -99,7 +123,7 @@ def check_positive_int(field: str, value: int, *, allow_zero: bool = False) -> i
 
 def check_slug(field: str, value: str) -> str:
     """A URL-safe slug: letters, digits, '-' and '_', 1-64 characters."""
-    if not isinstance(value, str) or not _SLUG.match(value):
+    if not isinstance(value, str) or not _SLUG.fullmatch(value):
         raise ValidationError(
             f"{field} {value!r} is not a valid slug; use 1-64 letters, digits, '-' or '_', "
             "starting with a letter or digit",

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from perfmark.adapters.store.codec import decode_spec, encode_spec
+from perfmark.adapters.store.codec import check_storable, decode_spec, encode_spec, storable_text
 from perfmark.adapters.store.engine import transaction
-from perfmark.adapters.store.kinds import USERS
-from perfmark.adapters.store.resources import ResourceStore, bump_config_version
+from perfmark.adapters.store.kinds import ADVERTISERS, PUBLISHERS, USERS
+from perfmark.adapters.store.resources import ResourceKind, ResourceStore, bump_config_version
 from perfmark.adapters.store.schema import api_keys, workspaces
 from perfmark.clock import utc
 from perfmark.domain.accounts import (
@@ -25,7 +26,7 @@ from perfmark.domain.accounts import (
 )
 from perfmark.domain.records import Record
 from perfmark.domain.rules import check_name
-from perfmark.errors import AuthenticationError, ForbiddenError, NotFoundError
+from perfmark.errors import AuthenticationError, ForbiddenError, NotFoundError, ValidationError
 from perfmark.ids import new_id
 from perfmark.services.container import Container, Principal
 
@@ -42,6 +43,11 @@ __all__ = [
     "revoke_api_key",
     "update_workspace",
 ]
+
+#: Segment-style write keys identify a workspace to the event API; like Segment's, they are
+#: embedded in client code, so they only allow sending events, never reading.
+WRITE_KEY_PREFIX = "wk_"
+WRITE_KEY_BYTES = 18
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ def create_workspace(
                 created_at=now,
                 updated_at=now,
                 version=1,
+                write_key=WRITE_KEY_PREFIX + secrets.token_urlsafe(WRITE_KEY_BYTES),
             )
         )
         bump_config_version(conn)
@@ -184,11 +191,12 @@ def create_api_key(
     advertiser_id: str | None = None,
     publisher_id: str | None = None,
 ) -> CreatedApiKey:
-    """Mint a key for the caller's workspace; only owners and admins may, and never above their role."""
+    """Mint a key for the caller's workspace (owners and admins only, never above their role)."""
     if principal.role not in (Role.OWNER, Role.ADMIN):
         raise ForbiddenError("only an owner or admin can create API keys")
     if role is Role.OWNER and principal.role is not Role.OWNER:
         raise ForbiddenError("only an owner can create an owner key")
+    check_storable(name, "name")
     name = check_name("name", name)
     check_scope(role, advertiser_id, publisher_id)
     secret = mint_api_key()
@@ -207,6 +215,21 @@ def create_api_key(
         "revoked_at": None,
     }
     with transaction(container.engine) as conn:
+        # A portal key must name an advertiser or publisher of this very workspace.
+        scopes: tuple[tuple[ResourceKind[Any], str | None, str], ...] = (
+            (ADVERTISERS, advertiser_id, "advertiser_id"),
+            (PUBLISHERS, publisher_id, "publisher_id"),
+        )
+        for kind, object_id, field in scopes:
+            if object_id is None:
+                continue
+            record = ResourceStore(kind).get(conn, principal.workspace_id, object_id)
+            if record is None or record.archived:
+                raise ValidationError(
+                    f"{field} {object_id!r} names no {kind.singular} in this workspace; "
+                    f"list them at /api/{kind.name}",
+                    field=field,
+                )
         conn.execute(insert(api_keys).values(**values))
     return CreatedApiKey(_key_info(values), secret.plaintext)
 
@@ -232,6 +255,8 @@ def revoke_api_key(container: Container, principal: Principal, key_id: str) -> A
     """Revoke a key at once; it stops authenticating on the next request."""
     if principal.role not in (Role.OWNER, Role.ADMIN):
         raise ForbiddenError("only an owner or admin can revoke API keys")
+    if not storable_text(key_id):
+        raise NotFoundError(f"no API key with id {key_id!r} in this workspace")
     now = container.clock.now()
     with transaction(container.engine) as conn:
         condition = (api_keys.c.id == key_id) & (api_keys.c.workspace_id == principal.workspace_id)

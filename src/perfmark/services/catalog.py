@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection
@@ -64,13 +64,14 @@ def _require_write(principal: Principal) -> None:
 
 def _scope_filters(principal: Principal, kind: ResourceKind[Any]) -> dict[str, str]:
     """Filters that restrict portal roles to their own objects (and refuse the rest)."""
-    if principal.role is Role.ADVERTISER and principal.advertiser_id:
+    # A portal key without its advertiser or publisher sees nothing, rather than everything.
+    if principal.role is Role.ADVERTISER:
         own = {"advertisers": "id", "offers": "advertiser_id", "campaigns": "advertiser_id"}
-        if kind.name in own:
+        if kind.name in own and principal.advertiser_id:
             return {own[kind.name]: principal.advertiser_id}
-    elif principal.role is Role.PUBLISHER and principal.publisher_id:
+    elif principal.role is Role.PUBLISHER:
         own = {"publishers": "id", "links": "publisher_id"}
-        if kind.name in own:
+        if kind.name in own and principal.publisher_id:
             return {own[kind.name]: principal.publisher_id}
     else:
         return {}
@@ -86,31 +87,47 @@ def _visible(principal: Principal, kind: ResourceKind[Any], record: Record[Any])
     return True
 
 
-def _must_exist(
-    conn: Connection, kind: ResourceKind[Any], workspace_id: str, object_id: str, field: str
-) -> Record[Any]:
-    record = ResourceStore(kind).get(conn, workspace_id, object_id)
-    if record is None or record.archived:
-        raise ValidationError(
-            f"{field} {object_id!r} is not a {kind.singular} of this workspace; "
-            f"list them at /api/{kind.name}",
-            field=field,
-        )
-    return record
+@dataclass(frozen=True)
+class _References:
+    """Checks that the objects a spec names exist in the workspace and are not archived.
+
+    `known` holds the ids the object already referred to before an update: those stay valid
+    even once archived, so that e.g. a link of an archived campaign can still be paused.
+    """
+
+    conn: Connection
+    workspace_id: str
+    known: frozenset[str] = frozenset()
+
+    def must_exist(self, kind: ResourceKind[Any], object_id: str, field: str) -> Record[Any]:
+        record = ResourceStore(kind).get(self.conn, self.workspace_id, object_id)
+        if record is None:
+            raise ValidationError(
+                f"{field} {object_id!r} names no {kind.singular} in this workspace; "
+                f"list them at /api/{kind.name}",
+                field=field,
+            )
+        if record.archived and object_id not in self.known:
+            raise ValidationError(
+                f"{field} {object_id!r} names an archived {kind.singular}; archived objects "
+                "cannot be used in new references",
+                field=field,
+            )
+        return record
 
 
-def _check_offer(conn: Connection, workspace_id: str, spec: OfferSpec) -> None:
-    _must_exist(conn, ADVERTISERS, workspace_id, spec.advertiser_id, "advertiser_id")
+def _check_offer(refs: _References, spec: OfferSpec) -> None:
+    refs.must_exist(ADVERTISERS, spec.advertiser_id, "advertiser_id")
 
 
-def _check_goal(conn: Connection, workspace_id: str, spec: GoalSpec) -> None:
+def _check_goal(refs: _References, spec: GoalSpec) -> None:
     if spec.advertiser_id:
-        _must_exist(conn, ADVERTISERS, workspace_id, spec.advertiser_id, "advertiser_id")
+        refs.must_exist(ADVERTISERS, spec.advertiser_id, "advertiser_id")
 
 
-def _check_campaign(conn: Connection, workspace_id: str, spec: CampaignSpec) -> None:
-    advertiser = _must_exist(conn, ADVERTISERS, workspace_id, spec.advertiser_id, "advertiser_id")
-    offer = _must_exist(conn, OFFERS, workspace_id, spec.offer_id, "offer_id")
+def _check_campaign(refs: _References, spec: CampaignSpec) -> None:
+    advertiser = refs.must_exist(ADVERTISERS, spec.advertiser_id, "advertiser_id")
+    offer = refs.must_exist(OFFERS, spec.offer_id, "offer_id")
     if offer.spec.advertiser_id != spec.advertiser_id:
         raise ValidationError(
             f"offer {spec.offer_id} belongs to advertiser {offer.spec.advertiser_id}, "
@@ -124,32 +141,38 @@ def _check_campaign(conn: Connection, workspace_id: str, spec: CampaignSpec) -> 
             field="currency",
         )
     for goal_id in spec.goal_ids:
-        _must_exist(conn, GOALS, workspace_id, goal_id, "goal_ids")
+        goal = refs.must_exist(GOALS, goal_id, "goal_ids")
+        if goal.spec.advertiser_id and goal.spec.advertiser_id != spec.advertiser_id:
+            raise ValidationError(
+                f"goal {goal_id} belongs to advertiser {goal.spec.advertiser_id}, "
+                f"not {spec.advertiser_id}; use a shared goal or one of this advertiser",
+                field="goal_ids",
+            )
     for rule in spec.pricing:
         if rule.publisher_id:
-            _must_exist(conn, PUBLISHERS, workspace_id, rule.publisher_id, "pricing.publisher_id")
+            refs.must_exist(PUBLISHERS, rule.publisher_id, "pricing.publisher_id")
     for cap in spec.caps:
         if cap.publisher_id:
-            _must_exist(conn, PUBLISHERS, workspace_id, cap.publisher_id, "caps.publisher_id")
+            refs.must_exist(PUBLISHERS, cap.publisher_id, "caps.publisher_id")
         if cap.goal_id and cap.goal_id not in spec.goal_ids:
             raise ValidationError(
                 f"cap names goal {cap.goal_id}, which is not in goal_ids", field="caps.goal_id"
             )
 
 
-def _check_link(conn: Connection, workspace_id: str, spec: TrackingLinkSpec) -> None:
-    _must_exist(conn, CAMPAIGNS, workspace_id, spec.campaign_id, "campaign_id")
-    _must_exist(conn, PUBLISHERS, workspace_id, spec.publisher_id, "publisher_id")
+def _check_link(refs: _References, spec: TrackingLinkSpec) -> None:
+    refs.must_exist(CAMPAIGNS, spec.campaign_id, "campaign_id")
+    refs.must_exist(PUBLISHERS, spec.publisher_id, "publisher_id")
 
 
-def _check_user(conn: Connection, workspace_id: str, spec: UserSpec) -> None:
+def _check_user(refs: _References, spec: UserSpec) -> None:
     if spec.advertiser_id:
-        _must_exist(conn, ADVERTISERS, workspace_id, spec.advertiser_id, "advertiser_id")
+        refs.must_exist(ADVERTISERS, spec.advertiser_id, "advertiser_id")
     if spec.publisher_id:
-        _must_exist(conn, PUBLISHERS, workspace_id, spec.publisher_id, "publisher_id")
+        refs.must_exist(PUBLISHERS, spec.publisher_id, "publisher_id")
 
 
-_REFERENCE_CHECKS: dict[str, Callable[[Connection, str, Any], None]] = {
+_REFERENCE_CHECKS: dict[str, Callable[[_References, Any], None]] = {
     OFFERS.name: _check_offer,
     GOALS.name: _check_goal,
     CAMPAIGNS.name: _check_campaign,
@@ -158,10 +181,21 @@ _REFERENCE_CHECKS: dict[str, Callable[[Connection, str, Any], None]] = {
 }
 
 
-def _check_references(conn: Connection, kind: ResourceKind[Any], ws: str, spec: Any) -> None:
+def _check_references(kind: ResourceKind[Any], refs: _References, spec: Any) -> None:
     check = _REFERENCE_CHECKS.get(kind.name)
     if check is not None:
-        check(conn, ws, spec)
+        check(refs, spec)
+
+
+def _strings_in(value: Any) -> frozenset[str]:
+    """Every text value in an encoded spec: a superset of the ids it refers to."""
+    if isinstance(value, str):
+        return frozenset({value})
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return frozenset().union(*(_strings_in(item) for item in value))
+    return frozenset()
 
 
 def create_object(
@@ -170,7 +204,7 @@ def create_object(
     """Validate references and store a new object in the caller's workspace."""
     _require_write(principal)
     with transaction(container.engine) as conn:
-        _check_references(conn, kind, principal.workspace_id, spec)
+        _check_references(kind, _References(conn, principal.workspace_id), spec)
         extra = (
             {"postback_secret": secrets.token_urlsafe(_SECRET_BYTES)}
             if kind.name in _SECRET_KINDS
@@ -211,7 +245,10 @@ def list_objects(
                 f"{', '.join(kind.filters) or 'nothing'}",
                 field=column,
             )
-    merged.update(_scope_filters(principal, kind))
+    for column, own in _scope_filters(principal, kind).items():
+        if column in merged and merged[column] != own:
+            return Page((), None)  # asking for someone else's objects: there are none to see
+        merged[column] = own
     with transaction(container.engine) as conn:
         return ResourceStore(kind).list(
             conn,
@@ -249,11 +286,12 @@ def update_object(
                     f"{name} cannot change after creation; create a new {kind.singular}",
                     field=name,
                 )
-        merged = {**encode_spec(record.spec), **changes}
-        spec = decode_spec(kind.spec_type, merged)
+        before = encode_spec(record.spec)
+        spec = decode_spec(kind.spec_type, {**before, **changes})
         if isinstance(spec, CampaignSpec):
             check_transition(record.spec.status, spec.status)
-        _check_references(conn, kind, principal.workspace_id, spec)
+        refs = _References(conn, principal.workspace_id, _strings_in(before))
+        _check_references(kind, refs, spec)
         return store.replace(conn, record, spec, container.clock.now())
 
 

@@ -10,9 +10,9 @@ from perfmark.adapters.store.kinds import ADVERTISERS, CAMPAIGNS, GOALS, LINKS, 
 from perfmark.adapters.store.resources import ResourceKind
 from perfmark.domain.accounts import Role, WorkspaceSpec
 from perfmark.domain.campaigns import (
-    Cap,
     CampaignSpec,
     CampaignStatus,
+    Cap,
     TargetingField,
     TargetingRule,
 )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from perfmark.adapters.store.codec import storable_text
 from perfmark.adapters.store.engine import transaction
 from perfmark.adapters.store.schema import idempotency_keys
 from perfmark.errors import ConflictError, ValidationError
@@ -39,9 +40,10 @@ def reserve(
     container: Container, workspace_id: str, key: str, request_fingerprint: str
 ) -> StoredResponse | None:
     """Claim `key` for this request; return the stored answer if it was used before."""
-    if not key or len(key) > MAX_KEY_CHARS:
+    if not key or len(key) > MAX_KEY_CHARS or not storable_text(key):
         raise ValidationError(
-            f"Idempotency-Key must be 1-{MAX_KEY_CHARS} characters", field="Idempotency-Key"
+            f"Idempotency-Key must be 1-{MAX_KEY_CHARS} characters of text without NUL",
+            field="Idempotency-Key",
         )
     try:
         with transaction(container.engine) as conn:

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from perfmark import __version__
+from perfmark.adapters.metrics import count_event
+from perfmark.adapters.wal_writer import WalWriter
+from perfmark.ingest.click import ClickTracker
+from perfmark.ingest.conversions import ConversionTracker
+from perfmark.ingest.segment import SegmentTracker
 from perfmark.services.container import Container
+from perfmark.services.tracking_config import ConfigCache, ConfigSnapshot
+from perfmark.settings import wal_directory
 from perfmark.web.api.accounts import build_accounts_router
 from perfmark.web.api.resources import build_resource_router
 from perfmark.web.errors import install_error_handlers
 from perfmark.web.limits import BodySizeLimit
+from perfmark.web.tracking import TrackingLayer
 
 __all__ = ["create_app"]
 
@@ -25,7 +37,15 @@ Creates accept an `Idempotency-Key` header.
 
 def create_app(container: Container) -> FastAPI:
     """Build the application around an already-built container."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for close in app.state.closers:
+            close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="perfmark",
         version=__version__,
         description=API_DESCRIPTION,
@@ -34,6 +54,7 @@ def create_app(container: Container) -> FastAPI:
         redoc_url=None,
     )
     app.state.container = container
+    app.state.closers = []
     install_error_handlers(app)
     app.include_router(build_resource_router(), prefix="/api")
     app.include_router(build_accounts_router(), prefix="/api")
@@ -47,4 +68,39 @@ def create_app(container: Container) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.add_middleware(BodySizeLimit, max_bytes=container.settings.max_body_bytes)
+    _add_tracking(app, container)
     return app
+
+
+def _add_tracking(app: FastAPI, container: Container) -> None:
+    """Put the tracking endpoints in front of the API, with this worker's log and config cache."""
+    settings = container.settings
+    cache = ConfigCache(container.engine, settings.config_cache_ttl_ms)
+    cache.start()
+    wal = WalWriter(
+        wal_directory(settings),
+        f"w{os.getpid()}",
+        fsync_interval_ms=settings.wal_fsync_interval_ms,
+        strict=settings.wal_strict_durability,
+        segment_bytes=settings.wal_segment_bytes,
+    )
+    app.state.config_cache = cache
+    app.state.wal = wal
+
+    def snapshot() -> ConfigSnapshot:
+        return cache.snapshot
+
+    clicks = ClickTracker(
+        settings, container.secret_key, snapshot, wal, container.clock, count_event
+    )
+    conversions = ConversionTracker(settings, snapshot, wal, container.clock, count_event)
+    segment = SegmentTracker(settings, snapshot, wal, container.clock, count_event)
+    app.add_middleware(
+        TrackingLayer,
+        settings=settings,
+        clicks=clicks,
+        conversions=conversions,
+        segment=segment,
+    )
+
+    app.state.closers.extend([cache.stop, wal.close])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from perfmark.errors import PerfmarkError, error_body
 
@@ -30,10 +32,33 @@ _STATUS_CODES = {
 }
 
 
+MALFORMED_JSON_MESSAGE = (
+    "the body is not valid JSON; send a JSON object with Content-Type: application/json"
+)
+#: What FastAPI says when it cannot parse a body (e.g. JSON nested too deep to decode).
+_FASTAPI_PARSE_FAILURE = "There was an error parsing the body"
+
+
+def _encodable(text: str) -> str:
+    # A message may quote the caller's input; unpaired surrogates would break UTF-8 encoding.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _error_response(
+    code: str,
+    message: str,
+    field: str | None,
+    status: int,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = error_body(code, _encodable(message), None if field is None else _encodable(field))
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def render_error(error: PerfmarkError) -> JSONResponse:
     """The JSON response for a safe error."""
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return JSONResponse(error.to_body(), status_code=error.status, headers=headers)
+    return _error_response(error.code, error.message, error.field, error.status, headers)
 
 
 def _validation_response(exc: RequestValidationError) -> JSONResponse:
@@ -42,16 +67,17 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     where = location[0] if location else "body"
     path = ".".join(location[1:]) or where
     kind = first.get("type", "")
-    if kind == "json_invalid":
-        return JSONResponse(
-            error_body(
-                "malformed_request",
-                "the body is not valid JSON; send a JSON object with Content-Type: "
-                "application/json",
-            ),
-            status_code=400,
-        )
     value = first.get("input")
+    if kind == "json_invalid":
+        return _error_response("malformed_request", MALFORMED_JSON_MESSAGE, None, 400)
+    if where == "body" and isinstance(value, bytes):
+        # FastAPI hands over the raw bytes when the Content-Type is not JSON.
+        return _error_response(
+            "unsupported_media_type",
+            "the body must be a JSON object sent with Content-Type: application/json",
+            None,
+            415,
+        )
     shown = type(value).__name__ if isinstance(value, dict | list) else repr(value)[:100]
     if kind == "missing":
         message = f"{path} is required ({where})"
@@ -59,7 +85,20 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
         message = f"{path} is not a known field; remove it (see /api/docs for the fields)"
     else:
         message = f"{path} is {shown}: {first.get('msg', 'invalid')}"
-    return JSONResponse(error_body("validation_error", message, path), status_code=422)
+    return _error_response("validation_error", message, path, 422)
+
+
+_PROBED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts on this path (Starlette names only the first route's)."""
+    allowed = []
+    for method in _PROBED_METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -74,19 +113,26 @@ def install_error_handlers(app: FastAPI) -> None:
         return _validation_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = str(exc.detail) if exc.detail else code.replace("_", " ")
         if exc.status_code == 404 and exc.detail == "Not Found":
-            message = "no such endpoint; see /api/docs for the API"
-        return JSONResponse(
-            error_body(code, message), status_code=exc.status_code, headers=exc.headers
-        )
+            message = f"no endpoint at {request.url.path}; see /api/docs for the API"
+        elif exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+            message = (
+                f"{request.method} is not allowed on {request.url.path}; "
+                f"use {' or '.join(allowed) or 'another method'}"
+            )
+            return _error_response(code, message, None, 405, headers)
+        elif exc.status_code == 400 and exc.detail == _FASTAPI_PARSE_FAILURE:
+            message = MALFORMED_JSON_MESSAGE
+        return _error_response(code, message, None, exc.status_code, exc.headers)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("internal error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body("internal_error", "something went wrong on our side; it has been logged"),
-            status_code=500,
+        return _error_response(
+            "internal_error", "something went wrong on our side; it has been logged", None, 500
         )

@@ -9,7 +9,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from perfmark.errors import ValidationError
 
-__all__ = ["decode_spec", "encode_spec", "validation_error_from"]
+__all__ = ["check_storable", "decode_spec", "encode_spec", "storable_text", "validation_error_from"]
 
 SpecT = TypeVar("SpecT")
 
@@ -24,6 +24,41 @@ def _adapter(spec_type: Any) -> TypeAdapter[Any]:
     return adapter
 
 
+def storable_text(value: str) -> bool:
+    """Whether both databases can keep `value`: no NUL (PostgreSQL), no lone surrogate (UTF-8)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_storable(data: Any, field: str = "") -> None:
+    """Refuse any text in `data` (nested dicts and lists too) that the store cannot keep.
+
+    JSON allows "\\u0000" and unpaired "\\ud800"; SQLite stores them but PostgreSQL and the
+    UTF-8 encoder do not, so they are refused up front with the field named, not as a 500.
+    """
+    if isinstance(data, str):
+        if not storable_text(data):
+            # repr() escapes NUL and surrogates, so the message itself stays encodable.
+            raise ValidationError(
+                f"{field or 'body'} {data[:100]!r} contains a NUL character or an unpaired "
+                "surrogate; send valid Unicode text without U+0000",
+                field=field or None,
+            )
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            check_storable(key, field)
+            name = f"{field}.{key}" if field else str(key)
+            check_storable(value, name)
+    elif isinstance(data, list | tuple):
+        for index, value in enumerate(data):
+            check_storable(value, f"{field}.{index}" if field else str(index))
+
+
 def encode_spec(spec: object) -> dict[str, Any]:
     """A JSON-safe dict of a spec dataclass (Decimals as strings, enums as values)."""
     return cast(dict[str, Any], _adapter(type(spec)).dump_python(spec, mode="json"))
@@ -35,6 +70,7 @@ def decode_spec(spec_type: type[SpecT], data: dict[str, Any]) -> SpecT:
     Type errors (a number where text is expected, an unknown field) become perfmark
     ValidationErrors naming the field path, the value and the expected type.
     """
+    check_storable(data)
     try:
         return cast(SpecT, _adapter(spec_type).validate_python(data))
     except PydanticValidationError as exc:

@@ -1,4 +1,4 @@
-"""Generic storage of workspace-owned objects: insert, get, list with filters and cursors, update."""
+"""Generic storage of workspace-owned objects: insert, get, filtered and paged lists, update."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, RowMapping, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from perfmark.adapters.store.codec import decode_spec, encode_spec
+from perfmark.adapters.store.codec import decode_spec, encode_spec, storable_text
 from perfmark.adapters.store.schema import config_version
 from perfmark.clock import utc
 from perfmark.domain.records import Page, Record
-from perfmark.errors import ConflictError
+from perfmark.errors import ConflictError, ValidationError
 from perfmark.ids import new_id
 
 __all__ = ["ResourceKind", "ResourceStore", "bump_config_version", "read_config_version"]
@@ -84,6 +84,8 @@ class ResourceStore(Generic[SpecT]):
 
     def get(self, conn: Connection, workspace_id: str, object_id: str) -> Record[SpecT] | None:
         """One object of this workspace, or None (another workspace's id is None too)."""
+        if not storable_text(object_id):
+            return None  # no stored id contains NUL; PostgreSQL would refuse the query
         row = (
             conn.execute(
                 select(self.table).where(
@@ -97,6 +99,8 @@ class ResourceStore(Generic[SpecT]):
 
     def get_column(self, conn: Connection, workspace_id: str, object_id: str, column: str) -> Any:
         """One stored column of an object (secrets are columns, not part of the spec)."""
+        if not storable_text(object_id):
+            return None
         return conn.execute(
             select(self.table.c[column]).where(
                 self.table.c.id == object_id, self.table.c.workspace_id == workspace_id
@@ -105,6 +109,8 @@ class ResourceStore(Generic[SpecT]):
 
     def find_by(self, conn: Connection, column: str, value: Any) -> Record[SpecT] | None:
         """The object whose unique `column` equals `value`, across workspaces (e.g. a slug)."""
+        if isinstance(value, str) and not storable_text(value):
+            return None
         row = conn.execute(select(self.table).where(self.table.c[column] == value)).mappings()
         first = row.first()
         return None if first is None else self._record(first)
@@ -120,8 +126,17 @@ class ResourceStore(Generic[SpecT]):
         include_archived: bool = False,
     ) -> Page[Record[SpecT]]:
         """A page of objects in id (= creation) order, after `cursor` when given."""
+        if cursor is not None and not storable_text(cursor):
+            raise ValidationError(
+                f"cursor {cursor[:64]!r} is not a cursor this API returned; pass next_cursor "
+                "from the previous page",
+                field="cursor",
+            )
         query = select(self.table).where(self.table.c.workspace_id == workspace_id)
         for column, value in (filters or {}).items():
+            values = value if isinstance(value, list) else [value]
+            if not all(storable_text(item) for item in values):
+                return Page((), None)  # nothing stored can equal text with NUL in it
             if isinstance(value, list):
                 query = query.where(self.table.c[column].in_(value))
             else:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -22,9 +24,12 @@ __all__ = [
     "advertisers",
     "api_keys",
     "campaigns",
+    "clicks",
     "config_version",
+    "conversions",
     "goals",
     "idempotency_keys",
+    "identities",
     "links",
     "metadata",
     "offers",
@@ -61,6 +66,7 @@ workspaces = Table(
     Column("name", String(200), nullable=False),
     Column("data", JSON, nullable=False),
     *_timestamps(),
+    Column("write_key", String(64), nullable=True, unique=True),
 )
 
 
@@ -155,6 +161,57 @@ idempotency_keys = Table(
     Column("status_code", Integer, nullable=False),
     Column("response_body", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+clicks = Table(
+    "clicks",
+    metadata,
+    Column("click_id", ID, primary_key=True),
+    Column("workspace_id", ID, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("campaign_id", ID, nullable=False),
+    Column("publisher_id", ID, nullable=False),
+    Column("advertiser_id", ID, nullable=False),
+    Column("link_id", ID, nullable=False),
+    Column("visitor_id", String(64), nullable=True),
+    Column("is_bot", Boolean, nullable=False, default=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_clicks_visitor", "workspace_id", "visitor_id", "ts"),
+)
+
+conversions = Table(
+    "conversions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("workspace_id", ID, nullable=False, index=True),
+    Column("event_id", String(40), nullable=False, unique=True),
+    Column("txid", String(128), nullable=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("goal_id", ID, nullable=True),
+    Column("goal_key", String(64), nullable=False),
+    Column("click_id", ID, nullable=True, index=True),
+    Column("campaign_id", ID, nullable=True, index=True),
+    Column("publisher_id", ID, nullable=True),
+    Column("advertiser_id", ID, nullable=True),
+    Column("visitor_id", String(64), nullable=True),
+    Column("customer_id", String(128), nullable=True),
+    Column("value", Numeric(20, 6), nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("is_bot", Boolean, nullable=False, default=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("data", JSON, nullable=False),
+    UniqueConstraint("workspace_id", "txid", name="uq_conversions_workspace_txid"),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("workspace_id", ID, primary_key=True),
+    Column("visitor_id", String(128), primary_key=True),
+    Column("customer_id", String(128), nullable=False, index=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
 )
 
 config_version = Table(

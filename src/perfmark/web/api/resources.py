@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query
-from fastapi.responses import JSONResponse
 from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from perfmark.adapters.store.codec import decode_spec, encode_spec
@@ -46,6 +46,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "Not found in this workspace"),
         (409, "Conflict with the current state"),
         (413, "Body too large"),
+        (415, "The body is not JSON"),
         (422, "Invalid value: the error names the field"),
     )
 }

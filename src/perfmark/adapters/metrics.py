@@ -1,0 +1,38 @@
+"""Prometheus counters of accepted events and dropped ones by typed reason.
+
+Uses prometheus_client; with several worker processes (and the processor) the counters
+live in PROMETHEUS_MULTIPROC_DIR, which `perfmark serve` sets, and /metrics sums them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+__all__ = ["CONTENT_TYPE", "count_event", "render_metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_EVENTS = Counter("perfmark_events", "Events accepted, by type", ["type"])
+_DROPS = Counter(
+    "perfmark_drops", "Events dropped or not counted, by type and reason", ["type", "reason"]
+)
+
+
+def count_event(event_type: str, drop: object | None) -> None:
+    """Count one accepted event, or one drop with its reason."""
+    if drop is None:
+        _EVENTS.labels(event_type).inc()
+    else:
+        _DROPS.labels(event_type, str(drop)).inc()
+
+
+def render_metrics() -> bytes:
+    """The Prometheus text exposition of every counter (summed over processes when shared)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()

@@ -1,0 +1,1 @@
+"""Tracking ingest: each request becomes an event through named steps, or a typed drop."""

@@ -1,0 +1,1 @@
+"""Background work: the event processor and scheduled jobs."""

@@ -1,0 +1,374 @@
+"""The processor: the one leader that turns the trackers' logs into the lake and the store.
+
+Per batch: decode, enrich (user agent, bots), dedupe, attribute conversions to clicks,
+write Parquet partitions and SQL rows, then checkpoint. A batch is made redo-safe by a
+marker written before its outputs: after a crash, the files of an uncommitted batch are
+deleted and the batch is read again from the last checkpoint; SQL writes are idempotent
+(keys on click id, event id and transaction id). Replaying a log therefore never counts
+an event twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from perfmark.adapters.lake import LakeWriter
+from perfmark.adapters.metrics import count_event
+from perfmark.adapters.store.engine import transaction
+from perfmark.adapters.store.schema import clicks, conversions
+from perfmark.adapters.store.tracking import (
+    click_by_id,
+    clicks_of_visitors,
+    conversion_by_event,
+    conversion_by_txid,
+    insert_ignoring_duplicates,
+    set_conversion_status,
+    upsert_identity,
+    visitors_of_customer,
+)
+from perfmark.adapters.useragent import bot_reason, parse_user_agent
+from perfmark.adapters.wal_reader import Checkpoint, WalReader
+from perfmark.clock import utc
+from perfmark.domain.events import (
+    ConversionStatus,
+    DropReason,
+    EventType,
+    TrackedEvent,
+    decode_event,
+)
+from perfmark.domain.links import SUB_FIELDS, UTM_FIELDS
+from perfmark.ids import new_id
+from perfmark.services.container import Container
+from perfmark.services.tracking_config import ConfigCache
+from perfmark.settings import lake_directory, wal_directory
+
+__all__ = ["BatchResult", "Processor"]
+
+logger = logging.getLogger("perfmark.processor")
+
+DEFAULT_BATCH_RECORDS = 20_000
+#: Attributes a conversion inherits from the click it is attributed to.
+_FROM_CLICK = (
+    "campaign_id", "publisher_id", "advertiser_id", "offer_id", "link_id", "channel", "creative",
+    "landing_page", *SUB_FIELDS, *UTM_FIELDS,
+)  # fmt: skip
+_ENRICHED_TYPES = frozenset(
+    {EventType.CLICK, EventType.IMPRESSION, EventType.PAGEVIEW, EventType.TRACK}
+)
+#: Status changes a later postback may make; a refund is final.
+_STATUS_CHANGES = {
+    ConversionStatus.PENDING: {
+        ConversionStatus.APPROVED,
+        ConversionStatus.REJECTED,
+        ConversionStatus.REFUNDED,
+    },
+    ConversionStatus.APPROVED: {ConversionStatus.REJECTED, ConversionStatus.REFUNDED},
+    ConversionStatus.REJECTED: {ConversionStatus.APPROVED},
+    ConversionStatus.OVER_CAP: {ConversionStatus.REJECTED, ConversionStatus.REFUNDED},
+    ConversionStatus.REFUNDED: set(),
+}
+
+
+@dataclass
+class BatchResult:
+    """What one batch did."""
+
+    read: int = 0
+    written: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: DropReason) -> None:
+        self.drops[reason.value] = self.drops.get(reason.value, 0) + 1
+
+
+class Processor:
+    """Tails the write-ahead log of every tracker and commits batches to the lake and store."""
+
+    def __init__(
+        self,
+        container: Container,
+        *,
+        batch_records: int = DEFAULT_BATCH_RECORDS,
+        count: Callable[[str, DropReason | None], None] = count_event,
+    ) -> None:
+        self.container = container
+        self.batch_records = batch_records
+        self.count = count
+        settings = container.settings
+        wal_directory(settings).mkdir(parents=True, exist_ok=True)
+        self.reader = WalReader(wal_directory(settings))
+        self.lake = LakeWriter(lake_directory(settings))
+        self.marker = lake_directory(settings) / "_pending_batch.json"
+        self.config = ConfigCache(container.engine, settings.config_cache_ttl_ms)
+        self.recover()
+
+    def recover(self) -> None:
+        """Undo the outputs of a batch that crashed before its checkpoint was saved."""
+        if not self.marker.exists():
+            return
+        pending = json.loads(self.marker.read_text(encoding="utf-8"))
+        committed = self.reader.load_checkpoint().to_json() == pending["checkpoint"]
+        if not committed:
+            for name in pending["files"]:
+                Path(name).unlink(missing_ok=True)
+            logger.warning("redoing batch %s that did not commit", pending["batch_id"])
+        self.marker.unlink()
+
+    def process_batch(self) -> BatchResult:
+        """Read, process and commit one batch; an empty result means the log is drained."""
+        checkpoint = self.reader.load_checkpoint()
+        batch = self.reader.read_batch(checkpoint, max_records=self.batch_records)
+        result = BatchResult(read=len(batch.records))
+        if not batch.records:
+            if batch.finished_segments:
+                self.reader.save_checkpoint(batch.checkpoint)
+            return result
+        self.config.refresh()
+        events = []
+        for record in batch.records:
+            try:
+                events.append(decode_event(record.payload))
+            except (ValueError, TypeError):
+                result.drop(DropReason.MALFORMED)
+                self.count("unknown", DropReason.MALFORMED)
+        events = self._dedupe_in_batch(events, result)
+        for event in events:
+            self._enrich(event)
+        kept = self._write_store(events, result)
+        batch_id = f"b{uuid.uuid4().hex}"
+        files = self.lake.planned_files(batch_id, kept)
+        self._write_marker(batch_id, files, batch.checkpoint)
+        self.lake.write(batch_id, kept)
+        self.reader.save_checkpoint(batch.checkpoint)
+        self.marker.unlink()
+        result.written = len(kept)
+        return result
+
+    def drain(self) -> int:
+        """Process batches until the log is empty; returns events written."""
+        total = 0
+        while True:
+            result = self.process_batch()
+            total += result.written
+            if result.read == 0:
+                return total
+
+    def run(self, stop: threading.Event, idle_seconds: float = 0.2) -> None:
+        """Process until `stop` is set, sleeping briefly when there is nothing to read."""
+        while not stop.is_set():
+            try:
+                result = self.process_batch()
+            except Exception:
+                logger.exception("batch failed; retrying after a pause")
+                stop.wait(1.0)
+                self.recover()
+                continue
+            if result.read == 0:
+                self.reader.delete_consumed()
+                stop.wait(idle_seconds)
+
+    def _write_marker(self, batch_id: str, files: list[Path], checkpoint: Checkpoint) -> None:
+        temporary = self.marker.with_suffix(".tmp")
+        temporary.write_text(
+            json.dumps(
+                {
+                    "batch_id": batch_id,
+                    "files": [str(f) for f in files],
+                    "checkpoint": checkpoint.to_json(),
+                }
+            ),
+            encoding="utf-8",
+        )
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.marker)
+
+    def _dedupe_in_batch(
+        self, events: list[TrackedEvent], result: BatchResult
+    ) -> list[TrackedEvent]:
+        seen: set[str] = set()
+        unique = []
+        for event in events:
+            if event.event_id in seen:
+                result.drop(DropReason.DUPLICATE)
+                self.count(event.type, DropReason.DUPLICATE)
+                continue
+            seen.add(event.event_id)
+            unique.append(event)
+        return unique
+
+    def _enrich(self, event: TrackedEvent) -> None:
+        if event.user_agent and event.type in _ENRICHED_TYPES:
+            agent = parse_user_agent(event.user_agent)
+            event.device, event.os, event.browser = agent.device, agent.os, agent.browser
+        if event.type in _ENRICHED_TYPES and not event.is_bot:
+            reason = bot_reason(event.user_agent)
+            if reason is not None:
+                event.is_bot, event.bot_reason = True, reason
+        if event.is_bot:
+            self.count(event.type, DropReason.BOT)
+
+    def _write_store(self, events: list[TrackedEvent], result: BatchResult) -> list[TrackedEvent]:
+        """Clicks and identities into the store, conversions attributed; returns lake events."""
+        kept: list[TrackedEvent] = []
+        with transaction(self.container.engine) as conn:
+            click_rows = [
+                _click_row(event)
+                for event in events
+                if event.type == EventType.CLICK and not event.drop_reason
+            ]
+            insert_ignoring_duplicates(conn, clicks, click_rows)
+            for event in events:
+                if event.type == EventType.IDENTIFY and event.anonymous_id and event.customer_id:
+                    upsert_identity(
+                        conn,
+                        event.workspace_id,
+                        event.anonymous_id,
+                        event.customer_id,
+                        _moment(event),
+                    )
+                if event.type == EventType.CONVERSION:
+                    processed = self._conversion(conn, event, result)
+                    if processed is not None:
+                        kept.append(processed)
+                else:
+                    kept.append(event)
+        return kept
+
+    def _conversion(
+        self, conn: Any, event: TrackedEvent, result: BatchResult
+    ) -> TrackedEvent | None:
+        if conversion_by_event(conn, event.event_id) is not None:
+            result.drop(DropReason.DUPLICATE)
+            self.count(event.type, DropReason.DUPLICATE)
+            return None
+        click = click_by_id(conn, event.click_id) if event.click_id else None
+        if not event.workspace_id:
+            if click is None:
+                result.drop(DropReason.MALFORMED)
+                self.count(event.type, DropReason.MALFORMED)
+                logger.info("conversion %s names no workspace and an unknown click", event.event_id)
+                return None
+            event.workspace_id = click["workspace_id"]
+        if click is not None and click["workspace_id"] != event.workspace_id:
+            click = None  # another workspace's click never credits this one
+        if not event.goal_id:
+            goal = self.config.snapshot.goals_by_event.get(
+                (event.workspace_id, event.goal_key or "")
+            )
+            if goal is None:
+                result.drop(DropReason.UNKNOWN_GOAL)
+                self.count(event.type, DropReason.UNKNOWN_GOAL)
+                return None
+            event.goal_id, event.goal_key = goal.goal_id, goal.key
+            event.currency = event.currency or goal.currency
+            event.value = event.value or goal.default_value
+        if click is None:
+            click = self._click_of_visitor(conn, event)
+        if event.txid:
+            existing = conversion_by_txid(conn, event.workspace_id, event.txid)
+            if existing is not None:
+                return self._status_change(conn, existing, event, result)
+        if click is not None:
+            event.click_id = click["click_id"]
+            data = click["data"]
+            for name in _FROM_CLICK:
+                if data.get(name) is not None:
+                    setattr(event, name, data[name])
+            event.visitor_id = event.visitor_id or click["visitor_id"]
+        moment = _moment(event)
+        conn.execute(
+            conversions.insert().values(
+                id=new_id("cnv", now_ms=event.ts_ms),
+                workspace_id=event.workspace_id,
+                event_id=event.event_id,
+                txid=event.txid,
+                ts=moment,
+                goal_id=event.goal_id,
+                goal_key=event.goal_key or "",
+                click_id=event.click_id if click is not None else None,
+                campaign_id=event.campaign_id,
+                publisher_id=event.publisher_id,
+                advertiser_id=event.advertiser_id,
+                visitor_id=event.visitor_id,
+                customer_id=event.customer_id,
+                value=Decimal(event.value) if event.value else None,
+                currency=event.currency,
+                status=event.status or ConversionStatus.PENDING.value,
+                source=event.source or "api",
+                is_bot=event.is_bot,
+                updated_at=moment,
+                data=json.loads(event.to_json()),
+            )
+        )
+        return event
+
+    def _click_of_visitor(self, conn: Any, event: TrackedEvent) -> dict[str, Any] | None:
+        visitors = [v for v in (event.visitor_id, event.anonymous_id) if v]
+        if event.customer_id:
+            visitors += visitors_of_customer(conn, event.workspace_id, event.customer_id)
+        if not visitors:
+            return None
+        lookback_days = self.config.snapshot.click_lookback_days.get(event.workspace_id, 30)
+        since = _moment(event) - timedelta(days=lookback_days)
+        candidates = [
+            c
+            for c in clicks_of_visitors(conn, event.workspace_id, sorted(set(visitors)), since)
+            if utc(c["ts"]) <= _moment(event)
+        ]
+        return candidates[-1] if candidates else None
+
+    def _status_change(
+        self, conn: Any, existing: dict[str, Any], event: TrackedEvent, result: BatchResult
+    ) -> TrackedEvent | None:
+        current = ConversionStatus(existing["status"])
+        wanted = ConversionStatus(event.status or current)
+        if wanted == current or wanted not in _STATUS_CHANGES[current]:
+            result.drop(DropReason.DUPLICATE)
+            self.count(event.type, DropReason.DUPLICATE)
+            return None
+        set_conversion_status(conn, existing["id"], wanted.value, _moment(event))
+        change = TrackedEvent(**{**existing["data"], "event_id": event.event_id})
+        change.type = EventType.CONVERSION_STATUS.value
+        change.ts_ms = event.ts_ms
+        change.status = wanted.value
+        change.properties = {
+            "previous_status": current.value,
+            "conversion_event_id": existing["event_id"],
+        }
+        # The status-change event itself must be recorded too, so its id dedupes replays.
+        conn.execute(
+            conversions.update()
+            .where(conversions.c.id == existing["id"])
+            .values(updated_at=_moment(event))
+        )
+        return change
+
+
+def _moment(event: TrackedEvent) -> datetime:
+    return datetime.fromtimestamp(event.ts_ms / 1000, tz=UTC)
+
+
+def _click_row(event: TrackedEvent) -> dict[str, Any]:
+    return {
+        "click_id": event.click_id or event.event_id,
+        "workspace_id": event.workspace_id,
+        "ts": _moment(event),
+        "campaign_id": event.campaign_id,
+        "publisher_id": event.publisher_id,
+        "advertiser_id": event.advertiser_id,
+        "link_id": event.link_id,
+        "visitor_id": event.visitor_id,
+        "is_bot": event.is_bot,
+        "data": json.loads(event.to_json()),
+    }
