@@ -42,6 +42,7 @@ __all__ = [
     "list_workspaces",
     "revoke_api_key",
     "update_workspace",
+    "workspace_write_key",
 ]
 
 #: Segment-style write keys identify a workspace to the event API; like Segment's, they are
@@ -296,3 +297,16 @@ def authenticate_api_key(container: Container, presented: str) -> Principal:
         publisher_id=row["publisher_id"],
         actor_id=row["id"],
     )
+
+
+def workspace_write_key(container: Container, principal: Principal) -> str:
+    """The workspace's write key for the event API and the JS snippet."""
+    if principal.role not in (Role.OWNER, Role.ADMIN):
+        raise ForbiddenError("only an owner or admin can read the write key")
+    with transaction(container.engine) as conn:
+        key = conn.execute(
+            select(workspaces.c.write_key).where(workspaces.c.id == principal.workspace_id)
+        ).scalar_one_or_none()
+    if key is None:
+        raise NotFoundError("this workspace has no write key")
+    return str(key)

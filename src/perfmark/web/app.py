@@ -21,6 +21,7 @@ from perfmark.services.tracking_config import ConfigCache, ConfigSnapshot
 from perfmark.settings import wal_directory
 from perfmark.web.api.accounts import build_accounts_router
 from perfmark.web.api.resources import build_resource_router
+from perfmark.web.api.tracking_setup import build_tracking_setup_router
 from perfmark.web.errors import install_error_handlers
 from perfmark.web.limits import BodySizeLimit
 from perfmark.web.tracking import TrackingLayer
@@ -58,6 +59,7 @@ def create_app(container: Container) -> FastAPI:
     install_error_handlers(app)
     app.include_router(build_resource_router(), prefix="/api")
     app.include_router(build_accounts_router(), prefix="/api")
+    app.include_router(build_tracking_setup_router(), prefix="/api")
 
     @app.get("/api/docs", include_in_schema=False)
     def api_docs() -> HTMLResponse:
