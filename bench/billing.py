@@ -1,0 +1,150 @@
+"""Conversions per second through pricing and ledger posting (pure Python, no store).
+
+The baseline, measured in the same run, is the irreducible work of one conversion: two
+Decimal prices rounded half-even to minor units and three balance updates in a dict. The
+billing path adds rule selection, tiers, validation, immutable transactions and the
+journal's double-charge checks; the ratio says what that costs. Later the store is added.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from perfmark.billing.domain.budgets import (
+    Budget,
+    CampaignLimits,
+    Cap,
+    CapMetric,
+    CapScope,
+    CounterKey,
+    LimitPeriod,
+    Spend,
+    check_spend,
+)
+from perfmark.billing.domain.ledger import Journal, build_charge
+from perfmark.billing.domain.pricing import quote_event
+from perfmark.domain.pricing import BillableEvent, PayoutTier, Price, PricingModel, PricingRule
+from perfmark.money import Money
+
+CONVERSIONS = 20_000
+REPEATS = 3
+START = datetime(2026, 1, 1, tzinfo=UTC)
+RULES = [
+    PricingRule(
+        pays=Price(PricingModel.CPC, Decimal("0.40")),
+        earns=Price(PricingModel.CPC, Decimal("0.25")),
+    ),
+    PricingRule(
+        pays=Price(PricingModel.CPA, Decimal("12.345")),
+        earns=Price(PricingModel.CPA, Decimal("8.005")),
+        goal_id="goal_lead",
+        tiers=(PayoutTier(1000, Price(PricingModel.CPA, Decimal("9.00"))),),
+    ),
+    PricingRule(
+        pays=Price(PricingModel.CPA, Decimal("12.345")),
+        earns=Price(PricingModel.CPA, Decimal("10.00")),
+        goal_id="goal_lead",
+        publisher_id="pub_3",
+    ),
+]
+LIMITS = CampaignLimits(
+    "cmp_bench",
+    "USD",
+    "Europe/Berlin",
+    budgets=(Budget(LimitPeriod.TOTAL, Money.of("100000000", "USD")),),
+    caps=(Cap("per_pub", CapScope.PUBLISHER, LimitPeriod.DAY, CapMetric.COUNT, Decimal(10**9)),),
+)
+CENT = Decimal("0.01")
+
+
+def baseline(count: int) -> None:
+    """Price and post with bare Decimal arithmetic and a dict of balances."""
+    cost, payout = Decimal("12.345"), Decimal("8.005")
+    balances: dict[str, int] = {}
+    for _ in range(count):
+        cost_minor = int(cost.quantize(CENT, rounding=ROUND_HALF_EVEN) * 100)
+        payout_minor = int(payout.quantize(CENT, rounding=ROUND_HALF_EVEN) * 100)
+        for key, minor in (
+            ("advertiser", cost_minor),
+            ("publisher", -payout_minor),
+            ("revenue", payout_minor - cost_minor),
+        ):
+            balances[key] = balances.get(key, 0) + minor
+
+
+def billing(count: int, *, with_limits: bool = False) -> None:
+    """Quote each conversion, optionally check budget and caps, build and post the charge."""
+    journal = Journal()
+    counters: dict[CounterKey, Decimal] = {}
+    for index in range(count):
+        at = START + timedelta(seconds=index)
+        publisher = f"pub_{index % 5}"
+        quote = quote_event(
+            RULES,
+            event=BillableEvent.CONVERSION,
+            goal_id="goal_lead",
+            publisher_id=publisher,
+            currency="USD",
+            at=at,
+            volume_this_month=index // 5 + 1,
+        )
+        if with_limits:
+            spend = Spend(
+                at, BillableEvent.CONVERSION, quote.cost.rounded(), publisher, "goal_lead"
+            )
+            decision = check_spend(LIMITS, counters, spend)
+            assert decision.allowed
+            for key, amount in decision.increments:
+                counters[key] = counters.get(key, Decimal(0)) + amount
+        journal.post(
+            build_charge(
+                advertiser_id="adv_bench",
+                publisher_id=publisher,
+                cost=quote.cost,
+                payout=quote.payout,
+                event=BillableEvent.CONVERSION,
+                reference=f"cnv_{index}",
+                occurred_at=at,
+                campaign_id="cmp_bench",
+                goal_id="goal_lead",
+                on_hold=True,
+                txn_id=f"txn_{index}",
+            )
+        )
+    assert len(journal) == count
+
+
+def best_seconds(run: Callable[[int], None]) -> float:
+    """The fastest of REPEATS timed runs."""
+    times = []
+    for _ in range(REPEATS):
+        began = time.perf_counter()
+        run(CONVERSIONS)
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def main() -> int:
+    """Run the baseline and the billing paths; print absolute rates and ratios."""
+    base = best_seconds(baseline)
+    version = sys.version.split()[0]
+    print(f"billing bench: {CONVERSIONS} conversions, best of {REPEATS}, Python {version}")
+    print(f"  baseline (bare Decimal + dict):     {CONVERSIONS / base:>10,.0f} conversions/s")
+    for label, run in (
+        ("pricing + ledger", lambda n: billing(n)),
+        ("pricing + budgets/caps + ledger", lambda n: billing(n, with_limits=True)),
+    ):
+        seconds = best_seconds(run)
+        print(
+            f"  {label + ':':<35} {CONVERSIONS / seconds:>10,.0f} conversions/s "
+            f"({seconds / base:.1f}x the baseline's time)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
