@@ -22,14 +22,12 @@ from perfmark.domain.events import EVENT_FIELDS, TrackedEvent
 
 __all__ = ["EVENT_SCHEMA", "LakeWriter", "events_glob", "partition_of"]
 
-_STRING_FIELDS = {name for name in EVENT_FIELDS} - {"ts_ms", "is_bot", "external_ids", "properties"}
+_TYPED_FIELDS = {"ts_ms": pa.int64(), "click_ts_ms": pa.int64(), "is_bot": pa.bool_()}
 
 #: One column per event field; maps (external ids, properties) are JSON text.
 EVENT_SCHEMA = pa.schema(
     [
-        pa.field(
-            name, pa.int64() if name == "ts_ms" else pa.bool_() if name == "is_bot" else pa.string()
-        )
+        pa.field(name, _TYPED_FIELDS.get(name, pa.string()))
         for name in EVENT_FIELDS
     ]
 )

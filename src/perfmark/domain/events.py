@@ -57,8 +57,11 @@ class DropReason(StrEnum):
 class TrackedEvent:
     """One event, flat, with every dimension reports and attribution need.
 
-    Money is carried as a decimal string with its currency, never a float. Times are
-    milliseconds since the epoch, UTC.
+    Money is carried as a decimal string with its currency, never a float: `value` in
+    `currency` (what the conversion is worth), `cost` (what the advertiser is charged) and
+    `payout` (what the publisher earns) in the campaign's `billing_currency`. Times are
+    milliseconds since the epoch, UTC; a conversion carries its click's time in
+    `click_ts_ms`, and a status change its `previous_status`.
     """
 
     event_id: str
@@ -109,6 +112,11 @@ class TrackedEvent:
     drop_reason: str | None = None
     source: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
+    cost: str | None = None
+    payout: str | None = None
+    billing_currency: str | None = None
+    previous_status: str | None = None
+    click_ts_ms: int | None = None
 
     def to_json(self) -> bytes:
         """Compact JSON with the empty fields left out (the log stays small)."""

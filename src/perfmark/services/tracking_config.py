@@ -136,6 +136,7 @@ class ConfigSnapshot:
     workspace_fallbacks: Mapping[str, str] = field(default_factory=dict)
     workspace_timezones: Mapping[str, ZoneInfo] = field(default_factory=dict)
     click_lookback_days: Mapping[str, int] = field(default_factory=dict)
+    campaigns: Mapping[str, CampaignSpec] = field(default_factory=dict)
 
 
 def token_digest(token: str) -> str:
@@ -239,6 +240,7 @@ def load_snapshot(engine: Engine) -> ConfigSnapshot:
         workspace_fallbacks=fallbacks,
         workspace_timezones=timezones,
         click_lookback_days={ws_id: spec.click_lookback_days for ws_id, spec in ws_specs.items()},
+        campaigns={cmp_id: spec for cmp_id, (_row, spec) in cmp_specs.items()},
     )
 
 

@@ -38,8 +38,10 @@ from perfmark.adapters.store.tracking import (
 )
 from perfmark.adapters.useragent import bot_reason, parse_user_agent
 from perfmark.adapters.wal_reader import Checkpoint, WalReader
+from perfmark.billing.domain.pricing import quote_event
 from perfmark.clock import utc
 from perfmark.domain.events import (
+    EVENT_FIELDS,
     ConversionStatus,
     DropReason,
     EventType,
@@ -47,7 +49,10 @@ from perfmark.domain.events import (
     decode_event,
 )
 from perfmark.domain.links import SUB_FIELDS, UTM_FIELDS
+from perfmark.domain.pricing import BillableEvent
+from perfmark.errors import NotFoundError, PerfmarkError
 from perfmark.ids import new_id
+from perfmark.money import Money
 from perfmark.services.container import Container
 from perfmark.services.tracking_config import ConfigCache
 from perfmark.settings import lake_directory, wal_directory
@@ -221,6 +226,9 @@ class Processor:
     def _write_store(self, events: list[TrackedEvent], result: BatchResult) -> list[TrackedEvent]:
         """Clicks and identities into the store, conversions attributed; returns lake events."""
         kept: list[TrackedEvent] = []
+        for event in events:
+            if event.type in _PRICED_TRAFFIC:
+                self._price(event)
         with transaction(self.container.engine) as conn:
             click_rows = [
                 _click_row(event)
@@ -286,6 +294,8 @@ class Processor:
                 if data.get(name) is not None:
                     setattr(event, name, data[name])
             event.visitor_id = event.visitor_id or click["visitor_id"]
+            event.click_ts_ms = int(utc(click["ts"]).timestamp() * 1000)
+        self._price(event)
         moment = _moment(event)
         conn.execute(
             conversions.insert().values(
@@ -328,6 +338,35 @@ class Processor:
         ]
         return candidates[-1] if candidates else None
 
+    def _price(self, event: TrackedEvent) -> None:
+        """Stamp what the advertiser pays and the publisher earns for a valid billable event."""
+        campaign = self.config.snapshot.campaigns.get(event.campaign_id or "")
+        if campaign is None or event.is_bot or event.drop_reason:
+            return
+        if event.type == EventType.CONVERSION and event.goal_id not in campaign.goal_ids:
+            return  # the campaign does not buy this goal
+        value = None
+        if event.type == EventType.CONVERSION:
+            value = Money.of(event.value or "0", event.currency or campaign.currency)
+        try:
+            quote = quote_event(
+                campaign.pricing,
+                event=_BILLABLE_OF_TYPE[EventType(event.type)],
+                currency=campaign.currency,
+                at=_moment(event),
+                goal_id=event.goal_id,
+                publisher_id=event.publisher_id,
+                value=value,
+            )
+        except NotFoundError:
+            return  # no price for this event kind: it costs nothing
+        except PerfmarkError as exc:
+            logger.warning("event %s not priced: %s", event.event_id, exc.message)
+            return
+        event.cost = str(quote.cost.amount)
+        event.payout = str(quote.payout.amount)
+        event.billing_currency = campaign.currency
+
     def _status_change(
         self, conn: Any, existing: dict[str, Any], event: TrackedEvent, result: BatchResult
     ) -> TrackedEvent | None:
@@ -338,21 +377,22 @@ class Processor:
             self.count(event.type, DropReason.DUPLICATE)
             return None
         set_conversion_status(conn, existing["id"], wanted.value, _moment(event))
-        change = TrackedEvent(**{**existing["data"], "event_id": event.event_id})
+        known = {k: v for k, v in existing["data"].items() if k in EVENT_FIELDS}
+        change = TrackedEvent(**{**known, "event_id": event.event_id})
         change.type = EventType.CONVERSION_STATUS.value
         change.ts_ms = event.ts_ms
         change.status = wanted.value
-        change.properties = {
-            "previous_status": current.value,
-            "conversion_event_id": existing["event_id"],
-        }
-        # The status-change event itself must be recorded too, so its id dedupes replays.
-        conn.execute(
-            conversions.update()
-            .where(conversions.c.id == existing["id"])
-            .values(updated_at=_moment(event))
-        )
+        change.previous_status = current.value
+        change.properties = {"conversion_event_id": existing["event_id"]}
         return change
+
+
+_PRICED_TRAFFIC = frozenset({EventType.CLICK, EventType.IMPRESSION})
+_BILLABLE_OF_TYPE = {
+    EventType.CLICK: BillableEvent.CLICK,
+    EventType.IMPRESSION: BillableEvent.IMPRESSION,
+    EventType.CONVERSION: BillableEvent.CONVERSION,
+}
 
 
 def _moment(event: TrackedEvent) -> datetime:
