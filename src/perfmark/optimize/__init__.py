@@ -1,0 +1,1 @@
+"""Optimization: rules, experiments, bandits, budget allocation and bid recommendations."""

@@ -1,0 +1,1 @@
+"""Pure optimization math: statistics, allocation and rules, with no I/O."""

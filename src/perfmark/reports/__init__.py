@@ -1,0 +1,1 @@
+"""Reports: every performance metric by any dimension, over the event lake."""

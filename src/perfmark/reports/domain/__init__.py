@@ -1,0 +1,1 @@
+"""Pure report rules: the metric and dimension catalog, requests, derived metrics, calendars."""
