@@ -14,6 +14,7 @@ from perfmark.adapters.store.engine import make_engine, migrate
 from perfmark.cli.apikeys import apikeys_app
 from perfmark.cli.objects import campaigns_app, links_app
 from perfmark.cli.render import console, guarded, print_json, print_table
+from perfmark.cli.report import report_command
 from perfmark.domain.accounts import WorkspaceSpec
 from perfmark.domain.links import tracking_url
 from perfmark.services.accounts import create_workspace, list_workspaces
@@ -34,6 +35,7 @@ app = typer.Typer(
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(links_app, name="links")
 app.add_typer(apikeys_app, name="apikeys")
+app.command("report")(report_command)
 
 WORKER_STARTUP_TIMEOUT_S = 60
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

@@ -17,6 +17,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from perfmark.adapters.lake import EVENT_SCHEMA
 from perfmark.reports.domain.catalog import DIMENSIONS, TIME_DIMENSIONS
 from perfmark.reports.domain.request import BUCKET_MS, DateBasis, ReportRequest, calendar_rows
 
@@ -29,6 +30,7 @@ _COUNTED = ("pending", "approved")
 _STATUSES = ("pending", "approved", "rejected", "refunded", "over_cap")
 _LEAD_GOAL_KEYS = ("lead", "signup")
 _DECIMAL = "decimal(24,6)"
+_IBIS_TYPES = {"int64": "int64", "bool": "boolean", "string": "string"}
 
 
 def connect_engine(engine: str, spark_master: str = "local[2]") -> Any:
@@ -61,10 +63,18 @@ class LakeQuery:
         if not glob.glob(pattern):
             return None
         if self.engine == "spark":
-            return self.backend.read_parquet(
+            table = self.backend.read_parquet(
                 str(self.lake / "events"), mergeSchema="true", recursiveFileLookup="true"
             )
-        return self.backend.read_parquet(pattern, union_by_name=True, hive_partitioning=False)
+        else:
+            table = self.backend.read_parquet(pattern, union_by_name=True, hive_partitioning=False)
+        # Files written before a column existed lack it: add it as nulls (schema evolution).
+        missing = {
+            field.name: ibis.null().cast(_IBIS_TYPES.get(str(field.type), "string"))
+            for field in EVENT_SCHEMA
+            if field.name not in table.columns
+        }
+        return table.mutate(**missing) if missing else table
 
     def aggregate(
         self, request: ReportRequest, extra_keys: tuple[str, ...] = ()

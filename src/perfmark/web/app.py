@@ -16,6 +16,7 @@ from perfmark.adapters.wal_writer import WalWriter
 from perfmark.ingest.click import ClickTracker
 from perfmark.ingest.conversions import ConversionTracker
 from perfmark.ingest.segment import SegmentTracker
+from perfmark.reports.api import build_reports_router
 from perfmark.services.container import Container
 from perfmark.services.tracking_config import ConfigCache, ConfigSnapshot
 from perfmark.settings import wal_directory
@@ -60,6 +61,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(build_resource_router(), prefix="/api")
     app.include_router(build_accounts_router(), prefix="/api")
     app.include_router(build_tracking_setup_router(), prefix="/api")
+    app.include_router(build_reports_router(), prefix="/api")
 
     @app.get("/api/docs", include_in_schema=False)
     def api_docs() -> HTMLResponse:
