@@ -12,6 +12,7 @@ import uvicorn
 
 from perfmark.adapters.store.engine import make_engine, migrate
 from perfmark.cli.apikeys import apikeys_app
+from perfmark.cli.attribution import attribution_command
 from perfmark.cli.objects import campaigns_app, links_app
 from perfmark.cli.render import console, guarded, print_json, print_table
 from perfmark.cli.report import report_command
@@ -36,6 +37,7 @@ app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(links_app, name="links")
 app.add_typer(apikeys_app, name="apikeys")
 app.command("report")(report_command)
+app.command("attribution")(attribution_command)
 
 WORKER_STARTUP_TIMEOUT_S = 60
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
