@@ -47,6 +47,7 @@ test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP_DEV)
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark,bench]'
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

@@ -1,0 +1,329 @@
+"""Read paths in ChannelAttribution's input format (CSV or Parquet) into a `PathTable`.
+
+The format has one row per distinct path: `path` ("a > b > c"), `total_conversions`,
+`total_conversion_value` and `total_null`; column names and the separator are configurable.
+Paths are split and channel names dictionary-encoded by pyarrow compute kernels, so millions
+of rows never become Python strings one by one. As in ChannelAttribution, whitespace around
+the separator and around channel names is ignored ("a>b" and "a > b" are the same path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from numpy.typing import ArrayLike, NDArray
+
+from perfmark.attribution.domain.paths import PathTable
+from perfmark.errors import ValidationError
+
+__all__ = [
+    "DEFAULT_SEPARATOR",
+    "PathColumns",
+    "paths_from_arrow",
+    "paths_from_strings",
+    "read_paths",
+]
+
+DEFAULT_SEPARATOR = " > "
+# Characters that separate channels in other tools' exports; seeing one while the configured
+# separator never occurs means the separator is wrong, not that channels have odd names.
+_OTHER_SEPARATORS = (">", "|", ";", ",", "→", "»", "\t", "/")
+_CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class PathColumns:
+    """Column names of the input; value and nulls may be None (absent: taken as zeros).
+
+    A value or nulls column left at its default name is optional: when the file has no such
+    column it counts as zeros. A name you set explicitly must exist.
+    """
+
+    path: str = "path"
+    conversions: str = "total_conversions"
+    value: str | None = "total_conversion_value"
+    nulls: str | None = "total_null"
+
+
+_DEFAULTS = PathColumns()
+
+
+def _column_names(table: pa.Table) -> list[str]:
+    names: list[str] = list(table.column_names)
+    return names
+
+
+def _missing(name: str, table: pa.Table) -> ValidationError:
+    return ValidationError(
+        f"column {name!r} is missing; the input has columns {_column_names(table)!r}. "
+        "Rename the column or pass its name in PathColumns",
+        field=name,
+    )
+
+
+def _numeric_column(table: pa.Table, name: str, what: str) -> NDArray[np.float64]:
+    """A column as float64, every value present, finite and >= 0; errors name row and value."""
+    column = table.column(name).combine_chunks()
+    if column.null_count:
+        row = int(pc.index(pc.is_null(column), True).as_py())
+        raise ValidationError(
+            f"column {name!r} has no value at row {row + 1}; give {what} for every path "
+            "(0 when there are none)",
+            field=name,
+        )
+    try:
+        values = column.cast(pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        for row, item in enumerate(column.to_pylist()):
+            try:
+                float(item)
+            except (TypeError, ValueError):
+                raise ValidationError(
+                    f"column {name!r} at row {row + 1} is {item!r}, not a number; give {what} "
+                    "as a number >= 0",
+                    field=name,
+                ) from None
+        raise ValidationError(
+            f"column {name!r} of type {column.type} is not numeric", field=name
+        ) from None
+    array = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+    bad = ~np.isfinite(array) | (array < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValidationError(
+            f"column {name!r} at row {row + 1} is {float(array[row])!r}; {what} must be a finite "
+            "number >= 0",
+            field=name,
+        )
+    return array
+
+
+def _optional_column(
+    table: pa.Table, name: str | None, default: str | None, what: str
+) -> NDArray[np.float64]:
+    if name is None or (name not in _column_names(table) and name == default):
+        return np.zeros(table.num_rows, dtype=np.float64)
+    if name not in _column_names(table):
+        raise _missing(name, table)
+    return _numeric_column(table, name, what)
+
+
+def _check_separator(sep: str) -> str:
+    if not isinstance(sep, str) or not sep:
+        raise ValidationError(
+            f"sep is {sep!r}; give the non-empty string between channels, e.g. ' > '",
+            field="sep",
+        )
+    core = sep.strip()
+    return core if core else sep
+
+
+def _string_buffers(paths: pa.Array) -> tuple[NDArray[np.int64], NDArray[np.uint8]]:
+    """Zero-copy views of a string array's offsets (int64) and UTF-8 bytes."""
+    width = np.int64 if pa.types.is_large_string(paths.type) else np.int32
+    _, offsets_buffer, data_buffer = paths.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=width)[
+        paths.offset : paths.offset + len(paths) + 1
+    ]
+    data = (
+        np.frombuffer(data_buffer, dtype=np.uint8)
+        if data_buffer is not None
+        else np.zeros(0, dtype=np.uint8)
+    )
+    return offsets.astype(np.int64), data
+
+
+def _raw_tokens_by_bytes(paths: pa.Array, separator: int) -> tuple[pa.Array, NDArray[np.int64]]:
+    """Cut paths at a one-byte separator without copying: each raw token keeps the separator
+    that ends it, so the tokens tile the string buffer and share it."""
+    offsets, data = _string_buffers(paths)
+    begin, end = int(offsets[0]), int(offsets[-1])
+    # UTF-8 never uses an ASCII byte inside a multi-byte character, so a byte match is exact.
+    cuts = np.flatnonzero(data[begin:end] == separator).astype(np.int64) + begin + 1
+    # A cut c (just past a separator) belongs to the path p with offsets[p] < c <= offsets[p+1].
+    cuts_through = np.searchsorted(cuts, offsets, side="right")
+    counts = np.diff(cuts_through) + 1
+    starts = np.empty(offsets.size - 1 + cuts.size, dtype=np.int64)
+    starts[np.arange(offsets.size - 1) + cuts_through[:-1]] = offsets[:-1]
+    starts[np.arange(cuts.size) + np.searchsorted(offsets[:-1], cuts, side="left")] = cuts
+    token_offsets = np.append(starts, end)
+    tokens = pa.LargeStringArray.from_buffers(
+        starts.size, pa.py_buffer(token_offsets), paths.buffers()[2] or pa.py_buffer(b"")
+    )
+    return tokens, counts
+
+
+def _raw_tokens_by_kernel(paths: pa.Array, core: str) -> tuple[pa.Array, NDArray[np.int64]]:
+    """Split with pyarrow's kernel (separators of more than one byte)."""
+    lists = pc.split_pattern(paths, pattern=core)
+    counts = np.asarray(pc.list_value_length(lists).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return pc.list_flatten(lists), counts
+
+
+def _split_paths(
+    paths: pa.Array, name: str, sep: str
+) -> tuple[tuple[str, ...], NDArray[np.int32], NDArray[np.int64]]:
+    """Split path strings into dictionary-encoded channel indices and row offsets.
+
+    Only the distinct raw tokens (a few per channel) are cleaned in Python: the separator
+    that ends a token and surrounding whitespace are stripped after dictionary encoding.
+    """
+    core = _check_separator(sep)
+    if paths.null_count:
+        row = int(pc.index(pc.is_null(paths), True).as_py())
+        raise ValidationError(
+            f"column {name!r} has no path at row {row + 1}; every row needs a path", field=name
+        )
+    encoded_core = core.encode("utf-8")
+    if len(encoded_core) == 1:
+        tokens, counts = _raw_tokens_by_bytes(paths, encoded_core[0])
+    else:
+        tokens, counts = _raw_tokens_by_kernel(paths, core)
+    offsets = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    encoded = pc.dictionary_encode(tokens)
+    raw_names = encoded.dictionary.to_pylist()
+    index: dict[str, int] = {}
+    remap = np.empty(len(raw_names), dtype=np.int32)
+    for code, raw in enumerate(raw_names):
+        channel = (raw[: -len(core)] if raw.endswith(core) else raw).strip()
+        if not channel:
+            first = int(pc.index(encoded.indices, code).as_py())
+            row = int(np.searchsorted(offsets, first, side="right")) - 1
+            raise ValidationError(
+                f"{name} at row {row + 1} is {paths[row].as_py()!r}: it has an empty channel "
+                f"(a blank path, or a separator {sep!r} with nothing on one side)",
+                field=name,
+            )
+        remap[code] = index.setdefault(channel, len(index))
+    if int(counts.max()) == 1:
+        _reject_foreign_separator(paths, name, sep, core)
+    indices = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
+    return tuple(index), remap[indices], offsets
+
+
+def _reject_foreign_separator(paths: pa.Array, name: str, sep: str, core: str) -> None:
+    """No row contains the separator: fail if the paths use some other separator instead."""
+    trimmed = pc.utf8_trim_whitespace(paths)
+    for candidate in _OTHER_SEPARATORS:
+        if candidate in core:
+            continue
+        found = pc.match_substring(trimmed, candidate)
+        if pc.any(found).as_py():
+            row = int(pc.index(found, True).as_py())
+            raise ValidationError(
+                f"no {name} contains the separator {sep!r}, but row {row + 1} "
+                f"{paths[row].as_py()!r} contains {candidate!r}; pass sep={candidate!r} "
+                "(or the separator your paths use)",
+                field="sep",
+            )
+
+
+def paths_from_arrow(
+    table: pa.Table, *, columns: PathColumns = _DEFAULTS, sep: str = DEFAULT_SEPARATOR
+) -> PathTable:
+    """Build a `PathTable` from an Arrow table in ChannelAttribution's format."""
+    if columns.path not in _column_names(table):
+        raise _missing(columns.path, table)
+    if columns.conversions not in _column_names(table):
+        raise _missing(columns.conversions, table)
+    if table.num_rows == 0:
+        raise ValidationError(
+            "the input has no rows; give at least one path with its conversions",
+            field=columns.path,
+        )
+    column = table.column(columns.path)
+    raw_paths = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    if pa.types.is_dictionary(raw_paths.type):
+        raw_paths = raw_paths.cast(pa.string())
+    if not (pa.types.is_string(raw_paths.type) or pa.types.is_large_string(raw_paths.type)):
+        raise ValidationError(
+            f"column {columns.path!r} has type {raw_paths.type}; paths must be text like 'a{sep}b'",
+            field=columns.path,
+        )
+    conversions = _numeric_column(table, columns.conversions, "conversions")
+    value = _optional_column(table, columns.value, _DEFAULTS.value, "a conversion value")
+    nulls = _optional_column(
+        table, columns.nulls, _DEFAULTS.nulls, "a count of journeys that did not convert"
+    )
+    names, channels, offsets = _split_paths(raw_paths, columns.path, sep)
+    return PathTable(
+        channel_names=names,
+        channels=channels,
+        offsets=offsets,
+        conversions=conversions,
+        value=value,
+        nulls=nulls,
+    )
+
+
+def paths_from_strings(
+    paths: Sequence[str],
+    conversions: ArrayLike,
+    value: ArrayLike | None = None,
+    nulls: ArrayLike | None = None,
+    *,
+    sep: str = DEFAULT_SEPARATOR,
+) -> PathTable:
+    """Build a `PathTable` from path strings and per-path numbers held in memory."""
+    data = {
+        "path": pa.array(list(paths), type=pa.string()),
+        "total_conversions": pa.array(np.asarray(conversions, dtype=np.float64)),
+    }
+    if value is not None:
+        data["total_conversion_value"] = pa.array(np.asarray(value, dtype=np.float64))
+    if nulls is not None:
+        data["total_null"] = pa.array(np.asarray(nulls, dtype=np.float64))
+    return paths_from_arrow(pa.table(data), sep=sep)
+
+
+def _read_table(
+    source: Path, file_format: str | None, columns: PathColumns, delimiter: str
+) -> pa.Table:
+    kind = file_format
+    if kind is None:
+        suffix = source.suffix.lower()
+        kind = (
+            "csv" if suffix in _CSV_SUFFIXES else "parquet" if suffix in _PARQUET_SUFFIXES else None
+        )
+    if kind not in ("csv", "parquet"):
+        raise ValidationError(
+            f"cannot tell the format of {str(source)!r}; name it .csv or .parquet, or pass "
+            "file_format='csv' or 'parquet'",
+            field="file_format",
+        )
+    if not source.is_file():
+        raise ValidationError(f"no such file: {str(source)!r}", field="source")
+    try:
+        if kind == "parquet":
+            return pq.read_table(source)
+        return pa_csv.read_csv(
+            source,
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+            convert_options=pa_csv.ConvertOptions(column_types={columns.path: pa.string()}),
+        )
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValidationError(
+            f"cannot read {str(source)!r} as {kind}: {exc}", field="source"
+        ) from None
+
+
+def read_paths(
+    source: str | Path,
+    *,
+    columns: PathColumns = _DEFAULTS,
+    sep: str = DEFAULT_SEPARATOR,
+    file_format: str | None = None,
+    csv_delimiter: str = ",",
+) -> PathTable:
+    """Read a CSV or Parquet file of paths (format from the suffix unless `file_format`)."""
+    table = _read_table(Path(source), file_format, columns, csv_delimiter)
+    return paths_from_arrow(table, columns=columns, sep=sep)
