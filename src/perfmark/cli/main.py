@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import signal
 from typing import Annotated
 
 import typer
@@ -13,6 +14,7 @@ import uvicorn
 from perfmark.adapters.store.engine import make_engine, migrate
 from perfmark.cli.apikeys import apikeys_app
 from perfmark.cli.attribution import attribution_command
+from perfmark.cli.costs import costs_app, rates_app
 from perfmark.cli.objects import campaigns_app, links_app
 from perfmark.cli.render import console, guarded, print_json, print_table
 from perfmark.cli.report import report_command
@@ -36,6 +38,8 @@ app = typer.Typer(
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(links_app, name="links")
 app.add_typer(apikeys_app, name="apikeys")
+app.add_typer(costs_app, name="costs")
+app.add_typer(rates_app, name="rates")
 app.command("report")(report_command)
 app.command("attribution")(attribution_command)
 
@@ -74,11 +78,18 @@ def init(
     console.print(f"Owner API key (shown once): [bold]{created.api_key.secret}[/]")
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    # uvicorn shuts down gracefully on SIGTERM, restores this handler and raises the signal
+    # again; leaving through SystemExit (not dying of the signal) runs _serve's `finally`,
+    # which stops the processor child instead of orphaning it.
+    raise SystemExit(128 + signum)
+
+
 def _serve(
     settings: Settings, host: str, port: int, workers: int, *, processor: bool = True
 ) -> None:
-    # Migrate once here; workers then start without racing on the schema.
-    migrate(make_engine(settings.resolved_database_url))
+    # Migrate and mint the secret key once here; workers then start without racing on either.
+    build_container(settings).engine.dispose()
     metrics_dir = settings.home / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
@@ -89,6 +100,7 @@ def _serve(
             target=run_processor_from_environment, name="perfmark-processor", daemon=True
         )
         child.start()
+    previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(
             "perfmark.web.asgi:app_factory",
@@ -104,6 +116,7 @@ def _serve(
             timeout_worker_healthcheck=WORKER_STARTUP_TIMEOUT_S,
         )
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
         if child is not None and child.is_alive():
             child.terminate()
             child.join(timeout=10)
@@ -160,10 +173,13 @@ def demo(
     container = build_container(settings)
     existing = [w for w in list_workspaces(container) if w.spec.name == "Demo workspace"]
     if existing:
-        console.print(
-            f"Demo workspace {existing[0].id} already exists in {settings.home}; "
-            "delete that directory to start over, or create keys with `perfmark apikeys create`."
-        )
+        if as_json:
+            print_json({"workspace_id": existing[0].id, "created": False})
+        else:
+            console.print(
+                f"Demo workspace {existing[0].id} already exists in {settings.home}; delete "
+                "that directory to start over, or create keys with `perfmark apikeys create`."
+            )
     else:
         seeded = seed_demo(container)
         if as_json:
@@ -171,6 +187,7 @@ def demo(
                 {
                     "workspace_id": seeded.workspace_id,
                     "api_key": seeded.api_key,
+                    "created": True,
                     "links": [
                         tracking_url(settings.base_url, link.spec.slug) for link in seeded.links
                     ],
@@ -193,6 +210,13 @@ def demo(
                     for campaign, link in zip(seeded.campaigns, seeded.links, strict=True)
                 ],
             )
+            if list_workspaces(container)[0].id != seeded.workspace_id:
+                # CLI commands act on the first workspace unless told otherwise.
+                console.print(
+                    f"  CLI:        add --workspace {seeded.workspace_id} "
+                    f"(or set PERFMARK_WORKSPACE={seeded.workspace_id})",
+                    soft_wrap=True,
+                )
     if serve_after:
         _serve(settings, host or settings.host, port or settings.port, settings.workers)
 

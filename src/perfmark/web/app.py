@@ -14,6 +14,7 @@ from perfmark import __version__
 from perfmark.adapters.metrics import count_event
 from perfmark.adapters.wal_writer import WalWriter
 from perfmark.attribution.api import build_attribution_router
+from perfmark.costs.api import build_costs_router
 from perfmark.ingest.click import ClickTracker
 from perfmark.ingest.conversions import ConversionTracker
 from perfmark.ingest.segment import SegmentTracker
@@ -64,6 +65,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(build_tracking_setup_router(), prefix="/api")
     app.include_router(build_reports_router(), prefix="/api")
     app.include_router(build_attribution_router(), prefix="/api")
+    app.include_router(build_costs_router(), prefix="/api")
 
     @app.get("/api/docs", include_in_schema=False)
     def api_docs() -> HTMLResponse:

@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -27,6 +28,8 @@ __all__ = [
     "clicks",
     "config_version",
     "conversions",
+    "cost_entries",
+    "exchange_rates",
     "goals",
     "idempotency_keys",
     "identities",
@@ -219,4 +222,32 @@ config_version = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("version", BigInteger, nullable=False),
+)
+
+#: Ad-platform spend per campaign, day and source, replaced period by period on import.
+#: Spend is kept in integer millionths of its currency: exact on SQLite and PostgreSQL alike.
+cost_entries = Table(
+    "cost_entries",
+    metadata,
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), primary_key=True),
+    Column("source", String(64), primary_key=True),
+    Column("campaign_id", ID, ForeignKey("campaigns.id"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("spend_micros", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("import_id", ID, nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Index("ix_cost_entries_workspace_day", "workspace_id", "day"),
+)
+
+#: Exchange rates of a workspace; `rate` is the exact decimal as text (no float on SQLite).
+exchange_rates = Table(
+    "exchange_rates",
+    metadata,
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), primary_key=True),
+    Column("base", String(3), primary_key=True),
+    Column("quote", String(3), primary_key=True),
+    Column("valid_from", DateTime(timezone=True), primary_key=True),
+    Column("rate", String(64), nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
 )
