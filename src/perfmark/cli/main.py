@@ -24,6 +24,7 @@ from perfmark.services.accounts import create_workspace, list_workspaces
 from perfmark.services.container import build_container
 from perfmark.services.demo import seed_demo
 from perfmark.settings import Settings, load_settings, setting_table
+from perfmark.simulation.demo_traffic import drive_demo_traffic
 from perfmark.workers.processor import Processor
 from perfmark.workers.run import run_processor, run_processor_from_environment
 
@@ -166,9 +167,12 @@ def demo(
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Start the server after seeding.")
     ] = True,
+    traffic_days: Annotated[
+        int, typer.Option(help="Days of synthetic traffic to send through the endpoints (0: none).")
+    ] = 14,
     as_json: JsonFlag = False,
 ) -> None:
-    """Seed a realistic demo workspace (once), print how to try it, and serve it."""
+    """Seed a realistic demo workspace (once), send it traffic, print how to try it, serve it."""
     settings = load_settings()
     container = build_container(settings)
     existing = [w for w in list_workspaces(container) if w.spec.name == "Demo workspace"]
@@ -182,6 +186,14 @@ def demo(
             )
     else:
         seeded = seed_demo(container)
+        if traffic_days > 0:
+            console.print(f"Sending {traffic_days} days of demo traffic through the tracker...")
+            summary = drive_demo_traffic(container, seeded, days=traffic_days)
+            console.print(
+                f"  {summary.clicks} clicks, {summary.impressions} impressions, "
+                f"{summary.page_views} page views, {summary.conversions} conversions "
+                f"({summary.bots} bot hits, {summary.duplicates} duplicate postbacks)"
+            )
         if as_json:
             print_json(
                 {

@@ -1,0 +1,1 @@
+"""Synthetic traffic through the real endpoints: the demo's history and the market simulator."""
