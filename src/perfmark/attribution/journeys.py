@@ -195,7 +195,7 @@ def journey_paths(
 ) -> JourneyTables:
     """Paths of the conversions (and non-converting journeys) in the local date range."""
     options = options or JourneyOptions()
-    events = query._events()
+    events = query.events()
     if events is None:
         raise ValidationError(
             "there are no events in the lake yet; nothing to attribute", field="from"

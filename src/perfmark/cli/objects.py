@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,7 +99,7 @@ def create_campaign(
     currency: Annotated[str, typer.Option(help="The advertiser's currency.")] = "USD",
     daily_budget: Annotated[str | None, typer.Option(help="Daily budget.")] = None,
     total_budget: Annotated[str | None, typer.Option(help="Total budget.")] = None,
-    status: Annotated[str, typer.Option(help="draft or active.")] = "draft",
+    status: Annotated[str, typer.Option(help="draft, active or paused.")] = "draft",
     from_file: Annotated[
         Path | None, typer.Option("--from-file", help="A JSON file with the whole campaign spec.")
     ] = None,
@@ -142,8 +141,7 @@ def create_campaign(
         data = {
             "name": name, "advertiser_id": advertiser, "offer_id": offer, "channel": channel,
             "goal_ids": goals, "pricing": pricing, "currency": currency, "status": status,
-            "daily_budget": str(Decimal(daily_budget)) if daily_budget else None,
-            "total_budget": str(Decimal(total_budget)) if total_budget else None,
+            "daily_budget": daily_budget or None, "total_budget": total_budget or None,
         }  # fmt: skip
     spec = decode_spec(CampaignSpec, data)
     container = local_container()

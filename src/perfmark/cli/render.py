@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from perfmark.errors import PerfmarkError
 
@@ -50,7 +51,9 @@ def reporting_errors() -> Iterator[None]:
         yield
     except PerfmarkError as exc:
         where = f" (field: {exc.field})" if exc.field else ""
-        error_console.print(f"[bold red]error:[/] {exc.message}{where}", highlight=False)
+        # One line whatever the terminal width, and the message is never read as markup.
+        line = Text.assemble(("error:", "bold red"), " ", " ".join(exc.message.split()), where)
+        error_console.print(line, soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
 
 

@@ -43,6 +43,10 @@ __all__ = [
 #: Objects that carry a generated secret (inbound postback token or outbound signing key).
 _SECRET_KINDS = frozenset({"advertisers", "publishers"})
 _SECRET_BYTES = 24
+#: Capped and ended describe what happened to a running campaign, so none starts that way.
+_INITIAL_CAMPAIGN_STATUSES = frozenset(
+    {CampaignStatus.DRAFT, CampaignStatus.ACTIVE, CampaignStatus.PAUSED}
+)
 
 
 def kind_named(name: str) -> ResourceKind[Any]:
@@ -203,6 +207,12 @@ def create_object(
 ) -> Record[Any]:
     """Validate references and store a new object in the caller's workspace."""
     _require_write(principal)
+    if isinstance(spec, CampaignSpec) and spec.status not in _INITIAL_CAMPAIGN_STATUSES:
+        raise ValidationError(
+            f"a new campaign cannot start as {spec.status.value}; start it as "
+            f"{', '.join(sorted(_INITIAL_CAMPAIGN_STATUSES))}",
+            field="status",
+        )
     with transaction(container.engine) as conn:
         _check_references(kind, _References(conn, principal.workspace_id), spec)
         extra = (

@@ -22,8 +22,12 @@ from sqlalchemy import (
 
 __all__ = [
     "RESOURCE_TABLES",
+    "advertiser_webhooks",
     "advertisers",
     "api_keys",
+    "billed_events",
+    "billing_holds",
+    "billing_statements",
     "campaigns",
     "clicks",
     "config_version",
@@ -33,10 +37,18 @@ __all__ = [
     "goals",
     "idempotency_keys",
     "identities",
+    "ledger_balances",
+    "ledger_entries",
+    "ledger_transactions",
     "links",
     "metadata",
     "offers",
+    "postback_attempts",
+    "postback_deliveries",
     "publishers",
+    "sessions",
+    "spend_counters",
+    "statement_sequences",
     "users",
     "workspaces",
 ]
@@ -250,4 +262,195 @@ exchange_rates = Table(
     Column("valid_from", DateTime(timezone=True), primary_key=True),
     Column("rate", String(64), nullable=False),
     Column("imported_at", DateTime(timezone=True), nullable=False),
+)
+
+# --- Billing (issue 6): ledger, spend counters, statements, outbound postbacks. -----------
+# Money in these tables is signed integer minor units of the row's currency (exact on both
+# databases); the migration adds triggers that refuse UPDATE and DELETE of ledger rows and
+# issued statements.
+
+#: One immutable, balanced ledger transaction. `once_key` carries the Journal's refusals as
+#: one unique key per workspace: `charge:<reference>`, `topup:<reference>`,
+#: `payout:<reference>`, `approval:<charge txn>`, `reverse:<txn>` (reversal, clawback or
+#: correction), so a retried event is never charged twice and nothing is reversed twice.
+ledger_transactions = Table(
+    "ledger_transactions",
+    metadata,
+    Column("txn_id", ID, primary_key=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("once_key", String(160), nullable=False),
+    Column("reference", String(128), nullable=False),
+    Column("reverses", ID, ForeignKey("ledger_transactions.txn_id"), nullable=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("event_at", DateTime(timezone=True), nullable=True),
+    Column("currency", String(3), nullable=False),
+    Column("campaign_id", ID, nullable=True),
+    Column("goal_id", ID, nullable=True),
+    Column("event", String(16), nullable=True),
+    Column("quantity", Integer, nullable=False),
+    Column("conversion_id", ID, nullable=True),
+    Column("advertiser_id", ID, nullable=True),
+    Column("publisher_id", ID, nullable=True),
+    Column("memo", String(500), nullable=False),
+    UniqueConstraint("workspace_id", "once_key", name="uq_ledger_transactions_once_key"),
+    Index("ix_ledger_transactions_workspace_occurred", "workspace_id", "occurred_at"),
+    Index("ix_ledger_transactions_conversion", "conversion_id"),
+    Index("ix_ledger_transactions_reverses", "reverses"),
+)
+
+#: The entries of a transaction (debit positive, credit negative), immutable.
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("txn_id", ID, ForeignKey("ledger_transactions.txn_id"), primary_key=True),
+    Column("line", Integer, primary_key=True),
+    Column("workspace_id", ID, nullable=False),
+    Column("account", String(80), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("minor", BigInteger, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ledger_entries_account", "workspace_id", "account", "currency"),
+)
+
+#: Running balance of each account (the sum of its entries), updated with every posting so
+#: a prepaid balance is reserved by one conditional UPDATE.
+ledger_balances = Table(
+    "ledger_balances",
+    metadata,
+    Column("workspace_id", ID, primary_key=True),
+    Column("account", String(80), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("minor", BigInteger, nullable=False),
+)
+
+#: Budget and cap counters (money in minor units, counts as counts) per period bucket.
+spend_counters = Table(
+    "spend_counters",
+    metadata,
+    Column("campaign_id", ID, primary_key=True),
+    Column("limit_id", String(160), primary_key=True),
+    Column("subject", ID, primary_key=True),
+    Column("bucket", String(16), primary_key=True),
+    Column("workspace_id", ID, nullable=False),
+    Column("value", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Each click or impression the ledger has decided on: charged by `txn_id`, or not charged
+#: (NULL: past a budget). A batch redone after a crash finds its events here.
+billed_events = Table(
+    "billed_events",
+    metadata,
+    Column("event_id", String(40), primary_key=True),
+    Column("workspace_id", ID, nullable=False),
+    Column("campaign_id", ID, nullable=False),
+    Column("txn_id", ID, ForeignKey("ledger_transactions.txn_id"), nullable=True, index=True),
+    Column("billed_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Issued invoices and payout statements: numbered, immutable, with the digest of their CSV.
+billing_statements = Table(
+    "billing_statements",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("party_id", ID, nullable=False),
+    Column("number", String(32), nullable=False),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("digest", String(64), nullable=False),
+    UniqueConstraint("workspace_id", "number", name="uq_billing_statements_number"),
+    UniqueConstraint(
+        "workspace_id", "kind", "party_id", "period_start", name="uq_billing_statements_period"
+    ),
+    Index("ix_billing_statements_party", "workspace_id", "kind", "party_id", "period_end"),
+)
+
+#: The last number allocated in each gapless series (workspace, kind, year).
+statement_sequences = Table(
+    "statement_sequences",
+    metadata,
+    Column("workspace_id", ID, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("last_sequence", Integer, nullable=False),
+)
+
+#: Campaigns that billing set to capped or paused, and when to look at them again.
+billing_holds = Table(
+    "billing_holds",
+    metadata,
+    Column("campaign_id", ID, primary_key=True),
+    Column("workspace_id", ID, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("until", DateTime(timezone=True), nullable=True),
+    Column("since", DateTime(timezone=True), nullable=False),
+)
+
+#: Where an advertiser's conversion webhooks go (signed with its postback secret).
+advertiser_webhooks = Table(
+    "advertiser_webhooks",
+    metadata,
+    Column("advertiser_id", ID, primary_key=True),
+    Column("workspace_id", ID, nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Outbound postbacks (to publishers) and webhooks (to advertisers) and their state.
+postback_deliveries = Table(
+    "postback_deliveries",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("workspace_id", ID, nullable=False),
+    Column("dedupe_key", String(160), nullable=False),
+    Column("target", String(16), nullable=False),
+    Column("party_id", ID, nullable=False),
+    Column("conversion_id", ID, nullable=True, index=True),
+    Column("topic", String(32), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("total_attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", String(500), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("workspace_id", "dedupe_key", name="uq_postback_deliveries_dedupe_key"),
+    Index("ix_postback_deliveries_due", "status", "next_attempt_at"),
+)
+
+#: The delivery log: one row per attempt.
+postback_attempts = Table(
+    "postback_attempts",
+    metadata,
+    Column("delivery_id", ID, ForeignKey("postback_deliveries.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("error", String(500), nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+)
+
+#: Dashboard sign-ins. `id` is the SHA-256 digest of the cookie's token, so a copy of the
+#: store cannot be replayed as a session; `csrf_token` is checked on every unsafe request.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id"), nullable=False, index=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
 )

@@ -85,13 +85,18 @@ def conversion_by_event(conn: Connection, event_id: str) -> dict[str, Any] | Non
     return dict(row) if row else None
 
 
-def set_conversion_status(conn: Connection, conversion_id: str, status: str, now: datetime) -> None:
-    """Change a conversion's status."""
-    conn.execute(
-        update(conversions)
-        .where(conversions.c.id == conversion_id)
-        .values(status=status, updated_at=now)
-    )
+def set_conversion_status(
+    conn: Connection,
+    conversion_id: str,
+    status: str,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Change a conversion's status (and its data, when given)."""
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if data is not None:
+        values["data"] = data
+    conn.execute(update(conversions).where(conversions.c.id == conversion_id).values(**values))
 
 
 def upsert_identity(

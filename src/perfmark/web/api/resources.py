@@ -117,7 +117,9 @@ def _add_kind_routes(router: APIRouter, kind: ResourceKind[Any]) -> None:
 
         def run() -> dict[str, Any]:
             record = catalog.create_object(container, principal, kind, spec)
-            return record_to_json(container, kind, record)
+            # Serialised through the response model now, so a replay is the same bytes.
+            rendered = output_model.model_validate(record_to_json(container, kind, record))
+            return rendered.model_dump(mode="json")
 
         if key is None:
             return run()
@@ -140,9 +142,7 @@ def _add_kind_routes(router: APIRouter, kind: ResourceKind[Any]) -> None:
         except Exception:
             idempotency.forget(container, principal.workspace_id, key)
             raise
-        idempotency.finish(
-            container, principal.workspace_id, key, 201, json.dumps(jsonable_encoder(result))
-        )
+        idempotency.finish(container, principal.workspace_id, key, 201, json.dumps(result))
         return result
 
     _with_signature(
