@@ -228,13 +228,22 @@ def journey_paths(
             touches.touch_ms >= conv_in_range.conv_ms - touches.window_ms,
         ],
     )
-    order_by = [pairs.touch_ms, pairs.label]
+    # Touches are collected as (time, label, lag) structs and the arrays sorted afterwards:
+    # ordered aggregation is not portable (Ibis cannot order a collect on Spark).
+    pairs = pairs.mutate(
+        touch=ibis.struct(
+            {"t": pairs.touch_ms, "l": pairs.label, "d": (pairs.conv_ms - pairs.touch_ms) / DAY_MS}
+        )
+    )
     per_conversion = pairs.group_by(["conv_id", "conv_ms", "value"]).aggregate(
-        path=pairs.label.collect(order_by=order_by),
-        lags=((pairs.conv_ms - pairs.touch_ms) / DAY_MS).collect(order_by=order_by),
+        touch_list=pairs.touch.collect(),
         touches=pairs.count(),
         first_touch_ms=pairs.touch_ms.min(),
     )
+    ordered = per_conversion.touch_list.sort()
+    per_conversion = per_conversion.mutate(
+        path=ordered.map(lambda touch: touch["l"]), lags=ordered.map(lambda touch: touch["d"])
+    ).drop("touch_list")
     per_conversion = per_conversion.mutate(path_text=per_conversion.path.join(" > "))
     converted_paths = per_conversion.group_by("path_text").aggregate(
         conversions=per_conversion.count(), value=per_conversion.value.sum()
@@ -244,9 +253,15 @@ def journey_paths(
     open_touches = touches.filter((touches.touch_ms >= start_ms) & (touches.touch_ms < end_ms))
     open_touches = open_touches.left_join(last_conv, open_touches.journey == last_conv.last_journey)
     open_touches = open_touches.filter(open_touches.touch_ms > open_touches.last_ms.fill_null(-1))
-    open_journeys = open_touches.group_by("journey").aggregate(
-        path=open_touches.label.collect(order_by=[open_touches.touch_ms, open_touches.label])
+    open_touches = open_touches.mutate(
+        touch=ibis.struct({"t": open_touches.touch_ms, "l": open_touches.label})
     )
+    open_journeys = open_touches.group_by("journey").aggregate(
+        touch_list=open_touches.touch.collect()
+    )
+    open_journeys = open_journeys.mutate(
+        path=open_journeys.touch_list.sort().map(lambda touch: touch["l"])
+    ).drop("touch_list")
     open_journeys = open_journeys.mutate(path_text=open_journeys.path.join(" > "))
     null_paths = open_journeys.group_by("path_text").aggregate(nulls=open_journeys.count())
 
@@ -294,6 +309,11 @@ def _merge_paths(converted: pa.Table, nulls: pa.Table) -> PathTable:
         nulls.column("path_text").to_pylist(), nulls.column("nulls").to_pylist(), strict=True
     ):
         rows.setdefault(text, [0.0, 0.0, 0.0])[2] += float(count)
+    if not rows:
+        raise ValidationError(
+            "no journey touches this date range; widen from/to or the lookback windows",
+            field="from",
+        )
     texts = sorted(rows)
     amounts = np.array([rows[text] for text in texts], dtype=np.float64).reshape(len(texts), 3)
     return _table_from_strings(texts, amounts[:, 0], amounts[:, 1], amounts[:, 2])
