@@ -7,25 +7,69 @@ parameter can turn a tracking link into an open redirect.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
-__all__ = ["MACRO", "append_params", "fill_macros", "same_origin"]
+__all__ = ["MACRO", "append_params", "fill_macros", "same_origin", "to_uri"]
 
 MACRO = re.compile(r"\{([a-z0-9_]+)\}")
+#: Characters that keep their meaning in a URI; everything else non-ASCII gets %-encoded.
+_URI_SAFE = "!#$%&'()*+,/:;=?@[]~"
+#: The characters quote() and quote_plus() never encode: such text is its own encoding.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+#: What makes urlsplit() do more than cut a plain ASCII URL at its first "?".
+_SPLIT_SENSITIVE = re.compile(r"[\t\r\n\[\]]")
+#: Distinct configured URLs remembered (landing pages and fallbacks are few).
+_TEMPLATE_CACHE_SIZE = 4096
 
 
 def fill_macros(template: str, values: Mapping[str, str | None]) -> str:
     """Replace each `{name}` by its URL-encoded value; unknown or empty macros become ''."""
     if "{" not in template:
         return template
+    parts = _template_parts(template)
+    filled = [parts[0]]
+    for index in range(1, len(parts), 2):
+        value = values.get(parts[index])
+        filled.append(_quote(value) if value else "")
+        filled.append(parts[index + 1])
+    return "".join(filled)
 
-    def replace(match: re.Match[str]) -> str:
-        value = values.get(match.group(1))
-        return quote(value, safe="") if value else ""
 
-    return MACRO.sub(replace, template)
+@functools.lru_cache(maxsize=_TEMPLATE_CACHE_SIZE)
+def _template_parts(template: str) -> tuple[str, ...]:
+    """Text, macro name, text, ..., text: parsed once per configured URL, not per click."""
+    return tuple(MACRO.split(template))
+
+
+def _quote(value: str) -> str:
+    # Click ids, sub ids and UTM values are usually unreserved: skip quote()'s byte loop.
+    if type(value) is str and _UNRESERVED.fullmatch(value):
+        return value
+    return quote(value, safe="")
+
+
+def _quote_plus(value: str) -> str:
+    return value if _UNRESERVED.fullmatch(value) else quote_plus(value)
+
+
+def _urlencode(pairs: list[tuple[str, str]]) -> str:
+    """urlencode(pairs), with the same result, faster when the values need no encoding."""
+    encoded = []
+    for name, value in pairs:
+        if type(name) is not str or type(value) is not str:
+            return urlencode(pairs)
+        encoded.append(f"{_quote_plus(name)}={_quote_plus(value)}")
+    return "&".join(encoded)
+
+
+def _query_of(base: str) -> str:
+    """urlsplit(base).query; a plain URL's query is what follows its first "?"."""
+    if base.isascii() and base[:1].isalpha() and not _SPLIT_SENSITIVE.search(base):
+        return base.partition("?")[2]
+    return urlsplit(base).query
 
 
 def append_params(url: str, params: list[tuple[str, str]]) -> str:
@@ -33,17 +77,49 @@ def append_params(url: str, params: list[tuple[str, str]]) -> str:
     if not params:
         return url
     base, hash_mark, fragment = url.partition("#")
-    query = urlsplit(base).query
+    query = _query_of(base)
     present = {pair.split("=", 1)[0] for pair in query.split("&") if pair} if query else set()
     extra = [(name, value) for name, value in params if name not in present]
     if not extra:
         return url
     separator = "&" if query else ("" if base.endswith("?") else "?")
-    return f"{base}{separator}{urlencode(extra)}{hash_mark}{fragment}"
+    return f"{base}{separator}{_urlencode(extra)}{hash_mark}{fragment}"
+
+
+def to_uri(url: str) -> str:
+    """The URL in ASCII, as a Location header needs: an IDNA host, the rest UTF-8 %-encoded.
+
+    Configured landing pages may hold non-ASCII text (`https://bücher.example/grüne-zelte`);
+    an HTTP header cannot, so it is converted here the way browsers convert what is typed.
+    """
+    if url.isascii():
+        return url
+    scheme, colon_slashes, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    for mark in "?#":  # a URL such as https://host?q=ü has no path
+        if mark in netloc:
+            netloc, _sep, more = netloc.partition(mark)
+            tail, slash = f"{mark}{more}{slash}{tail}", ""
+            break
+    userinfo, at, hostport = netloc.rpartition("@")
+    host, colon, port = hostport.partition(":")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            host = quote(host, safe="")  # not a valid name; still never a broken header
+    userinfo = quote(userinfo, safe=_URI_SAFE) if at else ""
+    path = quote(f"{slash}{tail}", safe=_URI_SAFE)
+    return f"{scheme}{colon_slashes}{userinfo}{at}{host}{colon}{port}{path}"
 
 
 def same_origin(template: str, url: str) -> bool:
     """Whether `url` keeps the scheme and host of the configured `template`."""
-    configured = urlsplit(MACRO.sub("x", template))
-    actual = urlsplit(url)
-    return (configured.scheme, configured.netloc) == (actual.scheme, actual.netloc)
+    actual = urlsplit(to_uri(url))
+    return _configured_origin(template) == (actual.scheme, actual.netloc)
+
+
+@functools.lru_cache(maxsize=_TEMPLATE_CACHE_SIZE)
+def _configured_origin(template: str) -> tuple[str, str]:
+    configured = urlsplit(to_uri(MACRO.sub("x", template)))
+    return configured.scheme, configured.netloc
