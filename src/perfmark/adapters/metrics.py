@@ -8,25 +8,37 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["CONTENT_TYPE", "count_event", "render_metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_EVENTS = Counter("perfmark_events", "Events accepted, by type", ["type"])
-_DROPS = Counter(
-    "perfmark_drops", "Events dropped or not counted, by type and reason", ["type", "reason"]
-)
+_counters: tuple[Counter, Counter] | None = None
+
+
+def _make_counters() -> tuple[Counter, Counter]:
+    # prometheus_client picks in-memory or multiprocess storage when it is first imported;
+    # `perfmark serve` may set PROMETHEUS_MULTIPROC_DIR after that (a single worker runs in
+    # the CLI's own process), so the choice is made again when the counters are first made.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    events = Counter("perfmark_events", "Events accepted, by type", ["type"])
+    drops = Counter(
+        "perfmark_drops", "Events dropped or not counted, by type and reason", ["type", "reason"]
+    )
+    return events, drops
 
 
 def count_event(event_type: str, drop: object | None) -> None:
     """Count one accepted event, or one drop with its reason."""
+    global _counters
+    if _counters is None:
+        _counters = _make_counters()
     if drop is None:
-        _EVENTS.labels(event_type).inc()
+        _counters[0].labels(event_type).inc()
     else:
-        _DROPS.labels(event_type, str(drop)).inc()
+        _counters[1].labels(event_type, str(drop)).inc()
 
 
 def render_metrics() -> bytes:

@@ -16,7 +16,7 @@ from perfmark.cli.apikeys import apikeys_app
 from perfmark.cli.attribution import attribution_command
 from perfmark.cli.costs import costs_app, rates_app
 from perfmark.cli.objects import campaigns_app, links_app
-from perfmark.cli.render import console, guarded, print_json, print_table
+from perfmark.cli.render import console, error_console, guarded, print_json, print_table
 from perfmark.cli.report import report_command
 from perfmark.domain.accounts import WorkspaceSpec
 from perfmark.domain.links import tracking_url
@@ -187,9 +187,12 @@ def demo(
     else:
         seeded = seed_demo(container)
         if traffic_days > 0:
-            console.print(f"Sending {traffic_days} days of demo traffic through the tracker...")
+            # Progress goes to stderr so that --json output stays parseable.
+            error_console.print(
+                f"Sending {traffic_days} days of demo traffic through the tracker..."
+            )
             summary = drive_demo_traffic(container, seeded, days=traffic_days)
-            console.print(
+            error_console.print(
                 f"  {summary.clicks} clicks, {summary.impressions} impressions, "
                 f"{summary.page_views} page views, {summary.conversions} conversions "
                 f"({summary.bots} bot hits, {summary.duplicates} duplicate postbacks)"

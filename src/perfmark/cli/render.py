@@ -18,6 +18,7 @@ from perfmark.errors import PerfmarkError
 __all__ = [
     "EXIT_INVALID",
     "console",
+    "error_console",
     "guarded",
     "print_json",
     "print_table",
