@@ -9,12 +9,13 @@ many entries).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation
 from functools import lru_cache
 
 from iso4217 import Currency as _IsoCurrency
 
 __all__ = [
+    "MAX_AMOUNT_DIGITS",
     "CurrencyError",
     "Money",
     "MoneyError",
@@ -23,6 +24,19 @@ __all__ = [
     "normalize_currency",
     "parse_amount",
 ]
+
+
+#: Amounts must be below 10**MAX_AMOUNT_DIGITS in absolute value. The bound keeps rounding
+#: to minor units inside Decimal's precision (1e30 could not be quantized) and a whole
+#: ledger's sums far from it; no real price, budget or balance comes near.
+MAX_AMOUNT_DIGITS = 18
+_AMOUNT_LIMIT = Decimal(10) ** MAX_AMOUNT_DIGITS
+#: Longest rendering of a rejected input inside an error message, in characters.
+_SHOWN_CHARS = 60
+
+#: Money arithmetic runs in this context: wide enough for any sum of bounded amounts, and
+#: an inexact result raises instead of being rounded silently at the default 28 digits.
+_EXACT = Context(prec=80, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Inexact])
 
 
 class MoneyError(ValueError):
@@ -48,6 +62,8 @@ def is_currency(code: str) -> bool:
 
 def normalize_currency(code: str) -> str:
     """Upper-case and check a currency code, raising `CurrencyError` when it is unknown."""
+    if not isinstance(code, str):
+        raise CurrencyError(f"{code!r} is not a currency code; use a three-letter code such as USD")
     normalized = code.strip().upper()
     if not is_currency(normalized):
         raise CurrencyError(
@@ -64,22 +80,46 @@ def currency_exponent(code: str) -> int:
     return 2 if exponent is None else int(exponent)
 
 
+def _shown(value: object) -> str:
+    """A bounded repr for messages, so an absurd input does not become an absurd error."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+
+
 def parse_amount(value: object, *, field: str = "amount") -> Decimal:
     """Turn a string, int or Decimal into an exact Decimal; floats are refused."""
     if isinstance(value, bool | float):
         raise MoneyError(f'{field}: {value!r} is a float; send amounts as strings such as "12.50"')
     if isinstance(value, Decimal):
         amount = value
-    elif isinstance(value, int | str):
+    elif isinstance(value, int):
+        amount = Decimal(value)  # exact, and no str() of a huge int (Python caps its digits)
+    elif isinstance(value, str):
         try:
-            amount = Decimal(str(value).strip())
+            amount = Decimal(value.strip())
         except InvalidOperation:
-            raise MoneyError(f"{field}: {value!r} is not a number; send a decimal string") from None
+            raise MoneyError(
+                f"{field}: {_shown(value)} is not a number; send a decimal string"
+            ) from None
     else:
-        raise MoneyError(f"{field}: {value!r} is not an amount; send a decimal string")
+        raise MoneyError(f"{field}: {_shown(value)} is not an amount; send a decimal string")
     if not amount.is_finite():
         raise MoneyError(f"{field}: {value!r} is not a finite amount")
+    if amount.copy_abs() >= _AMOUNT_LIMIT:
+        raise MoneyError(f"{field}: {amount:.6E} is too large; amounts must be below 10^18")
     return amount
+
+
+def _exact(operation: str, left: Decimal, right: Decimal) -> Decimal:
+    """`left <operation> right` computed exactly, or MoneyError when it cannot be."""
+    try:
+        result: Decimal = getattr(_EXACT, operation)(left, right)
+    except (Inexact, InvalidOperation):
+        raise MoneyError(
+            f"{operation} of {left} and {right} is not exact to {_EXACT.prec} digits; "
+            "round one amount first"
+        ) from None
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +145,8 @@ class Money:
     @classmethod
     def from_minor(cls, minor_units: int, currency: str) -> Money:
         """Build from an integer count of minor units (cents for USD)."""
+        if isinstance(minor_units, bool) or not isinstance(minor_units, int):
+            raise MoneyError(f"minor_units: {minor_units!r} is not a whole number of minor units")
         exponent = currency_exponent(currency)
         return cls(Decimal(minor_units).scaleb(-exponent), currency)
 
@@ -118,19 +160,21 @@ class Money:
 
     def __add__(self, other: Money) -> Money:
         self._check(other)
-        return Money(self.amount + other.amount, self.currency)
+        return Money(_exact("add", self.amount, other.amount), self.currency)
 
     def __sub__(self, other: Money) -> Money:
         self._check(other)
-        return Money(self.amount - other.amount, self.currency)
+        return Money(_exact("subtract", self.amount, other.amount), self.currency)
 
     def __neg__(self) -> Money:
         return Money(-self.amount, self.currency)
 
     def __mul__(self, factor: Decimal | int) -> Money:
-        if isinstance(factor, float):
-            raise TypeError("multiply Money by a Decimal or int, never a float")
-        return Money(self.amount * factor, self.currency)
+        if isinstance(factor, bool) or not isinstance(factor, Decimal | int):
+            raise TypeError(
+                f"multiply Money by a Decimal or int, not {type(factor).__name__} (never a float)"
+            )
+        return Money(_exact("multiply", self.amount, Decimal(factor)), self.currency)
 
     __rmul__ = __mul__
 

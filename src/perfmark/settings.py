@@ -59,7 +59,7 @@ class Settings:
 
     home: Path = _setting(Path(".perfmark"), "Data directory: SQLite store, event logs, lake.")
     database_url: str = _setting(
-        "", "SQLAlchemy URL of the store; empty means SQLite at <home>/perfmark.db."
+        "", "SQLAlchemy URL of the store; empty means SQLite at `<home>/perfmark.db`."
     )
     base_url: str = _setting(
         "http://127.0.0.1:8000", "Public URL of the tracker, used in tracking links and snippets."
@@ -68,7 +68,7 @@ class Settings:
     port: int = _setting(8000, "Port `perfmark serve` listens on.")
     workers: int = _setting(2, "HTTP worker processes started by `perfmark serve`.")
     secret_key: str = _setting(
-        "", "Secret for session cookies and visitor hashing; empty means generated in <home>."
+        "", "Secret for session cookies and visitor hashing; empty means generated in `<home>`."
     )
     max_body_bytes: int = _setting(1_048_576, "Largest request body accepted, in bytes.")
     max_param_chars: int = _setting(2048, "Longest query parameter value accepted, in characters.")

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from zoneinfo import available_timezones
 
-from perfmark.domain.rules import check_currency, check_http_url, check_name, check_positive_int
+from perfmark.domain.rules import (
+    check_currency,
+    check_email,
+    check_http_url,
+    check_name,
+    check_positive_int,
+)
 from perfmark.errors import ValidationError
 
 __all__ = [
@@ -30,7 +35,6 @@ __all__ = [
 #: Every API key starts with this, so a leaked key is recognisable by secret scanners.
 API_KEY_PREFIX = "pmk_"
 _API_KEY_BYTES = 24
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
 
 
 class Role(StrEnum):
@@ -94,9 +98,7 @@ class UserSpec:
     publisher_id: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.email, str) or not _EMAIL.match(self.email):
-            raise ValidationError(f"email {self.email!r} is not an email address", field="email")
-        object.__setattr__(self, "email", self.email.lower())
+        object.__setattr__(self, "email", check_email("email", self.email))
         object.__setattr__(self, "name", check_name("name", self.name))
         try:
             role = Role(self.role)

@@ -63,6 +63,7 @@ ALLOWED_TRANSITIONS: dict[CampaignStatus, frozenset[CampaignStatus]] = {
 
 def check_transition(current: CampaignStatus, new: CampaignStatus) -> None:
     """Refuse a status change the lifecycle does not allow (a no-op change is allowed)."""
+    current, new = _status(current), _status(new)
     if current == new:
         return
     allowed = ALLOWED_TRANSITIONS[current]
@@ -72,6 +73,15 @@ def check_transition(current: CampaignStatus, new: CampaignStatus) -> None:
             f"a {current.value} campaign cannot become {new.value}; allowed: {options}",
             field="status",
         )
+
+
+def _status(value: str) -> CampaignStatus:
+    try:
+        return CampaignStatus(value)
+    except ValueError:
+        raise ValidationError(
+            f"status {value!r} is unknown; use one of {', '.join(CampaignStatus)}", field="status"
+        ) from None
 
 
 class CapScope(StrEnum):
@@ -185,6 +195,11 @@ class TargetingRule:
                 + ", ".join(TargetingField),
                 field="targeting",
             ) from None
+        if isinstance(self.values, str):  # "US" would otherwise become ("U", "S")
+            raise ValidationError(
+                f"targeting values for {self.field} is {self.values!r}; give a list of values",
+                field="targeting",
+            )
         if not self.values:
             raise ValidationError(
                 f"targeting on {self.field} needs at least one value", field="targeting"
@@ -302,9 +317,13 @@ class CampaignSpec:
             object.__setattr__(
                 self, "billing_attribution", BillingAttribution(self.billing_attribution)
             )
-            object.__setattr__(self, "status", CampaignStatus(self.status))
-        except ValueError as exc:
-            raise ValidationError(f"{exc}; see docs/api.md for allowed values") from None
+        except ValueError:
+            raise ValidationError(
+                f"billing_attribution {self.billing_attribution!r} is unknown; use one of "
+                + ", ".join(BillingAttribution),
+                field="billing_attribution",
+            ) from None
+        object.__setattr__(self, "status", _status(self.status))
 
     def _check_pricing(self) -> None:
         seen: set[tuple[BillableEvent, str | None, str | None]] = set()

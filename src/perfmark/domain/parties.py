@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
-from perfmark.domain.rules import check_currency, check_decimal, check_http_url, check_name
+from perfmark.domain.rules import (
+    check_currency,
+    check_decimal,
+    check_email,
+    check_http_url,
+    check_name,
+)
 from perfmark.errors import ValidationError
 
 __all__ = [
@@ -42,7 +48,7 @@ class BillingMode(StrEnum):
 
 #: The fields of an inbound postback; an advertiser may map each to its own parameter name.
 POSTBACK_FIELDS = ("click_id", "goal", "value", "currency", "txid", "status")
-_PARAM_NAME = re.compile(r"^[A-Za-z0-9_.\-\[\]]{1,64}$")
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]{1,64}")  # fullmatch: `$` allows a newline
 
 
 def check_channel(value: str) -> Channel:
@@ -69,6 +75,10 @@ class AdvertiserSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", check_name("name", self.name))
         object.__setattr__(self, "currency", check_currency("currency", self.currency))
+        if self.contact_email is not None:
+            object.__setattr__(
+                self, "contact_email", check_email("contact_email", self.contact_email)
+            )
         try:
             object.__setattr__(self, "billing_mode", BillingMode(self.billing_mode))
         except ValueError:
@@ -87,7 +97,7 @@ class AdvertiserSpec:
                     f"map one of {', '.join(POSTBACK_FIELDS)}",
                     field="postback_param_map",
                 )
-            if not isinstance(param, str) or not _PARAM_NAME.match(param):
+            if not isinstance(param, str) or not _PARAM_NAME.fullmatch(param):
                 raise ValidationError(
                     f"postback_param_map[{name}] is {param!r}; use a query parameter name",
                     field="postback_param_map",
@@ -108,5 +118,9 @@ class PublisherSpec:
         object.__setattr__(self, "name", check_name("name", self.name))
         object.__setattr__(self, "channel", check_channel(self.channel))
         object.__setattr__(self, "currency", check_currency("currency", self.currency))
+        if self.contact_email is not None:
+            object.__setattr__(
+                self, "contact_email", check_email("contact_email", self.contact_email)
+            )
         if self.postback_url_template is not None:
             check_http_url("postback_url_template", self.postback_url_template)

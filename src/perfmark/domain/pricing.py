@@ -70,10 +70,13 @@ class Price:
         percent = check_decimal("percent", self.percent, maximum=_HUNDRED)
         object.__setattr__(self, "amount", amount)
         object.__setattr__(self, "percent", percent)
-        if model is PricingModel.REVSHARE and (amount != 0 or percent == 0):
+        if model is PricingModel.REVSHARE and amount != 0:
             raise ValidationError(
-                "a revshare price takes a percent above 0 and no fixed amount", field="percent"
+                f"a revshare price takes no fixed amount, not {amount}; use hybrid for both",
+                field="amount",
             )
+        if model is PricingModel.REVSHARE and percent == 0:
+            raise ValidationError("a revshare price takes a percent above 0", field="percent")
         if model is PricingModel.HYBRID and percent == 0:
             raise ValidationError(
                 "a hybrid price takes a fixed amount and a percent above 0", field="percent"
@@ -102,13 +105,13 @@ def price_of(price: Price, currency: str, value: Money | None = None) -> Money:
     if price.percent:
         if value is None:
             return total
-        total = total + Money(value.amount * price.percent / _HUNDRED, currency)
-        if value.currency != currency:
+        if value.currency != total.currency:
             raise ValidationError(
                 f"conversion value is in {value.currency} but the price is in {currency}; "
                 "convert the value first",
                 field="currency",
             )
+        total = total + Money(value.amount * price.percent / _HUNDRED, currency)
     return total
 
 
