@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from perfmark import __version__
@@ -25,6 +24,7 @@ from perfmark.settings import wal_directory
 from perfmark.web.api.accounts import build_accounts_router
 from perfmark.web.api.resources import build_resource_router
 from perfmark.web.api.tracking_setup import build_tracking_setup_router
+from perfmark.web.api_docs import render_api_docs
 from perfmark.web.errors import install_error_handlers
 from perfmark.web.limits import BodySizeLimit
 from perfmark.web.tracking import TrackingLayer
@@ -69,7 +69,7 @@ def create_app(container: Container) -> FastAPI:
 
     @app.get("/api/docs", include_in_schema=False)
     def api_docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/api/openapi.json", title="perfmark API")
+        return HTMLResponse(render_api_docs(app.openapi(), "/api/openapi.json"))
 
     @app.get("/healthz", tags=["health"], summary="Liveness check")
     def healthz() -> dict[str, str]:
