@@ -61,6 +61,7 @@ def attribution_to_json(report: AttributionReport, by: str) -> dict[str, Any]:
         "path_length": {str(k): v for k, v in sorted(report.journeys.path_length.items())},
         "time_lag_days": {str(k): v for k, v in sorted(report.journeys.time_lag_days.items())},
         "conversions_without_touches": report.journeys.conversions_without_touches,
+        "conversions": list(report.conversions),
     }
 
 
@@ -121,6 +122,12 @@ def build_attribution_router() -> APIRouter:
         click_window_days: Annotated[int, Query(ge=1, le=365)] = 30,
         view_window_days: Annotated[int, Query(ge=0, le=365)] = 1,
         seed: Annotated[int, Query(ge=0, le=2**31)] = 0,
+        drilldown: Annotated[
+            int,
+            Query(
+                ge=0, le=1000, description="Per-conversion credit rows for the latest N conversions"
+            ),
+        ] = 0,
     ) -> Any:
         if principal.role in (Role.ADVERTISER, Role.PUBLISHER):
             raise ForbiddenError(
@@ -139,6 +146,7 @@ def build_attribution_router() -> APIRouter:
             journey_options=JourneyOptions(
                 click_window_days=click_window_days, view_window_days=view_window_days, label=by
             ),
+            drilldown_limit=drilldown,
         )
         return attribution_to_json(report, by)
 

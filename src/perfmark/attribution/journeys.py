@@ -108,6 +108,7 @@ class JourneyTables:
     conversions_without_touches: int
     path_length: dict[int, int]
     time_lag_days: dict[int, int]
+    drilldown: pa.Table | None = None  #: latest conversions: conv_id, conv_ms, value, path, lags
 
 
 def _visit_channel(t: ir.Table, rules: VisitRules) -> Any:
@@ -192,6 +193,7 @@ def journey_paths(
     options: JourneyOptions | None = None,
     *,
     per_journey: bool = False,
+    drilldown_limit: int | None = None,
 ) -> JourneyTables:
     """Paths of the conversions (and non-converting journeys) in the local date range."""
     options = options or JourneyOptions()
@@ -282,7 +284,12 @@ def journey_paths(
     lags = backend.to_pyarrow(with_lag.group_by("lag").aggregate(n=with_lag.count()))
     total_conversions = backend.to_pyarrow(conv_in_range.count().as_table()).column(0)[0].as_py()
     attributed = int(sum(lengths.column("n").to_pylist()))
+    drilldown = None
+    if drilldown_limit:
+        latest = per_conversion.order_by([ibis.desc("conv_ms"), "conv_id"]).limit(drilldown_limit)
+        drilldown = backend.to_pyarrow(latest.select("conv_id", "conv_ms", "value", "path", "lags"))
     return JourneyTables(
+        drilldown=drilldown,
         paths=paths,
         per_journey=journeys,
         conversions_without_touches=int(total_conversions) - attributed,

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from perfmark.attribution.domain.heuristics import HEURISTIC_MODELS, touch_weights
 from perfmark.attribution.domain.models import MODEL_NAMES, ModelOptions, compare_models, run_model
 from perfmark.attribution.domain.paths import PathTable
 from perfmark.attribution.domain.results import AttributionResult
@@ -16,7 +17,13 @@ from perfmark.errors import ValidationError
 from perfmark.reports.service import lake_query
 from perfmark.services.container import Container
 
-__all__ = ["AttributionReport", "assisted_conversions", "run_attribution", "top_paths"]
+__all__ = [
+    "AttributionReport",
+    "assisted_conversions",
+    "conversion_credits",
+    "run_attribution",
+    "top_paths",
+]
 
 TOP_PATHS = 20
 
@@ -30,6 +37,7 @@ class AttributionReport:
     top_paths: tuple[dict[str, Any], ...]
     assisted: tuple[dict[str, Any], ...]
     journeys: JourneyTables
+    conversions: tuple[dict[str, Any], ...] = ()
 
 
 def top_paths(table: PathTable, limit: int = TOP_PATHS) -> tuple[dict[str, Any], ...]:
@@ -87,6 +95,7 @@ def run_attribution(
     model: str = "markov",
     options: ModelOptions | None = None,
     journey_options: JourneyOptions | None = None,
+    drilldown_limit: int = 0,
 ) -> AttributionReport:
     """Build journeys from the lake and run `model` (and the comparison of every model)."""
     if model not in MODEL_NAMES:
@@ -95,7 +104,7 @@ def run_attribution(
         )
     journeys = journey_paths(
         lake_query(container), workspace_id, start, end, timezone, journey_options,
-        per_journey=model == "time_decay",
+        per_journey=model == "time_decay", drilldown_limit=drilldown_limit or None,
     )  # fmt: skip
     if journeys.paths.total_conversions <= 0:
         raise ValidationError(
@@ -114,4 +123,75 @@ def run_attribution(
         top_paths=top_paths(journeys.paths),
         assisted=assisted_conversions(journeys.paths),
         journeys=journeys,
+        conversions=conversion_credits(journeys, result, model, options),
     )
+
+
+def conversion_credits(
+    journeys: JourneyTables,
+    result: AttributionResult,
+    model: str,
+    options: ModelOptions | None = None,
+) -> tuple[dict[str, Any], ...]:
+    """Per-conversion credit rows for drill-down (the latest conversions of the range).
+
+    Heuristic models give each touch its own weight. Markov and Shapley credit channels, not
+    touches, so a conversion's credit is split among the channels on its path in proportion
+    to those channels' total credit under the model (documented in docs/attribution.md).
+    """
+    table = journeys.drilldown
+    if table is None or table.num_rows == 0:
+        return ()
+    paths = table.column("path").to_pylist()
+    lags = table.column("lags").to_pylist()
+    values = table.column("value").to_pylist()
+    ids = table.column("conv_id").to_pylist()
+    names = tuple(sorted({label for path in paths for label in path}))
+    index = {name: i for i, name in enumerate(names)}
+    flat = [index[label] for path in paths for label in path]
+    offsets = np.cumsum([0, *(len(path) for path in paths)])
+    drill = PathTable(
+        channel_names=names,
+        channels=np.array(flat, dtype=np.int32),
+        offsets=offsets.astype(np.int64),
+        conversions=np.ones(len(paths)),
+        value=np.array(values, dtype=np.float64),
+        nulls=np.zeros(len(paths)),
+        lag_days=np.array([lag for row in lags for lag in row], dtype=np.float64),
+    )
+    opts = options or ModelOptions()
+    if model in HEURISTIC_MODELS:
+        weights = touch_weights(
+            drill, model, direct_channels=opts.direct_channels,
+            half_life_days=opts.half_life_days, position_shares=opts.position_shares,
+        )  # fmt: skip
+    else:
+        totals = result.conversions_by_channel()
+        weights = np.zeros(len(flat))
+        for row in range(len(paths)):
+            start, end = int(offsets[row]), int(offsets[row + 1])
+            labels = paths[row]
+            shares = np.array([max(totals.get(label, 0.0), 0.0) for label in labels])
+            shares = (
+                shares / shares.sum() if shares.sum() > 0 else np.full(len(labels), 1 / len(labels))
+            )
+            weights[start:end] = shares
+    rows = []
+    for row in range(len(paths)):
+        start, end = int(offsets[row]), int(offsets[row + 1])
+        rows.append(
+            {
+                "conversion_event_id": ids[row],
+                "value": float(values[row] or 0),
+                "touches": [
+                    {
+                        "key": label,
+                        "days_before": float(lag),
+                        "credit": float(w),
+                        "value": float(w * (values[row] or 0)),
+                    }
+                    for label, lag, w in zip(paths[row], lags[row], weights[start:end], strict=True)
+                ],
+            }
+        )
+    return tuple(rows)

@@ -132,3 +132,47 @@ def test_cli_refuses_a_bad_order(
     result = CliRunner().invoke(cli, ["attribution", "--order", "5", "--from", DAY, "--to", DAY])
     assert result.exit_code == 2
     assert "order" in result.output
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("linear", {"paid_search": 0.5, "email": 0.5}),
+        ("last_touch", {"paid_search": 0.0, "email": 1.0}),
+    ],
+)
+def test_drilldown_gives_per_conversion_credit_rows(
+    container: Container,
+    workspace: NewWorkspace,
+    lake_with_journeys: str,
+    model: str,
+    expected: dict[str, float],
+) -> None:
+    response = _get(
+        container,
+        workspace.api_key.secret,
+        **{"from": DAY, "to": DAY, "model": model, "drilldown": "10"},
+    )
+    assert response.status_code == 200, response.text
+    rows = response.json()["conversions"]
+    assert len(rows) == 2
+    two_touch = next(row for row in rows if len(row["touches"]) == 2)
+    assert {t["key"]: t["credit"] for t in two_touch["touches"]} == pytest.approx(expected)
+    assert sum(t["value"] for t in two_touch["touches"]) == pytest.approx(30.0)
+    for row in rows:
+        assert sum(t["credit"] for t in row["touches"]) == pytest.approx(1.0)
+
+
+def test_markov_drilldown_splits_each_conversion_by_channel_credit(
+    container: Container, workspace: NewWorkspace, lake_with_journeys: str
+) -> None:
+    body = _get(
+        container,
+        workspace.api_key.secret,
+        **{"from": DAY, "to": DAY, "model": "markov", "drilldown": "5"},
+    ).json()
+    totals = {row["key"]: row["conversions"] for row in body["result"]["credits"]}
+    two_touch = next(row for row in body["conversions"] if len(row["touches"]) == 2)
+    credits = {t["key"]: t["credit"] for t in two_touch["touches"]}
+    share = totals["paid_search"] / (totals["paid_search"] + totals["email"])
+    assert credits["paid_search"] == pytest.approx(share)
