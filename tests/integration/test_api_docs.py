@@ -32,4 +32,6 @@ def test_docs_page_lists_every_operation_and_needs_no_internet(container: Contai
     assert len(operations) > 30
     for operation_id in operations:
         assert f'id="{operation_id}"' in page.text
-    assert not re.search(r"""(src|href)=["']https?://""", page.text), "the page must not load remote assets"
+    assert not re.search(r"""(src|href)=["']https?://""", page.text), (
+        "the page must not load remote assets"
+    )

@@ -20,16 +20,13 @@ import pyarrow.parquet as pq
 
 from perfmark.domain.events import EVENT_FIELDS, TrackedEvent
 
-__all__ = ["EVENT_SCHEMA", "LakeWriter", "events_glob", "partition_of"]
+__all__ = ["EVENT_SCHEMA", "LakeWriter", "event_ids_since", "events_glob", "partition_of"]
 
 _TYPED_FIELDS = {"ts_ms": pa.int64(), "click_ts_ms": pa.int64(), "is_bot": pa.bool_()}
 
 #: One column per event field; maps (external ids, properties) are JSON text.
 EVENT_SCHEMA = pa.schema(
-    [
-        pa.field(name, _TYPED_FIELDS.get(name, pa.string()))
-        for name in EVENT_FIELDS
-    ]
+    [pa.field(name, _TYPED_FIELDS.get(name, pa.string())) for name in EVENT_FIELDS]
 )
 
 
@@ -42,6 +39,33 @@ def partition_of(ts_ms: int) -> tuple[str, str]:
 def events_glob(lake: Path) -> str:
     """The glob that matches every event file of the lake."""
     return str(lake / "events" / "date=*" / "hour=*" / "*.parquet")
+
+
+def event_ids_since(lake: Path, since_ms: int, prefix: str) -> list[tuple[str, int]]:
+    """(event id, time) of the events with ids starting with `prefix` from `since_ms` on.
+
+    Only the partitions from the hour of `since_ms` on are opened, and only two columns
+    of them, so this stays cheap however large the lake grows.
+    """
+    first = partition_of(since_ms)
+    paths = [
+        path
+        for day in (lake / "events").glob("date=*")
+        if day.name[5:] >= first[0]
+        for hour in day.glob("hour=*")
+        if (day.name[5:], hour.name[5:]) >= first
+        for path in hour.glob("*.parquet")
+    ]
+    found: list[tuple[str, int]] = []
+    for path in paths:
+        table = pq.read_table(path, columns=["event_id", "ts_ms"])
+        for event_id, ts_ms in zip(
+            table.column("event_id").to_pylist(), table.column("ts_ms").to_pylist(), strict=True
+        ):
+            if event_id.startswith(prefix) and ts_ms >= since_ms:
+                found.append((event_id, ts_ms))
+    found.sort(key=lambda item: item[1])
+    return found
 
 
 def _columns(events: Sequence[TrackedEvent]) -> dict[str, list[object]]:

@@ -16,6 +16,9 @@ __all__ = ["CONTENT_TYPE", "count_event", "render_metrics"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _counters: tuple[Counter, Counter] | None = None
+#: The labelled child of each (type, drop) seen: `labels()` validates and looks it up again
+#: on every call, which measured about as much as the increment itself on the click path.
+_children: dict[tuple[str, object | None], Counter] = {}
 
 
 def _make_counters() -> tuple[Counter, Counter]:
@@ -32,13 +35,22 @@ def _make_counters() -> tuple[Counter, Counter]:
 
 def count_event(event_type: str, drop: object | None) -> None:
     """Count one accepted event, or one drop with its reason."""
+    child = _children.get((event_type, drop))
+    if child is None:
+        child = _child(event_type, drop)
+    child.inc()
+
+
+def _child(event_type: str, drop: object | None) -> Counter:
     global _counters
     if _counters is None:
         _counters = _make_counters()
     if drop is None:
-        _counters[0].labels(event_type).inc()
+        child = _counters[0].labels(event_type)
     else:
-        _counters[1].labels(event_type, str(drop)).inc()
+        child = _counters[1].labels(event_type, str(drop))
+    _children[(event_type, drop)] = child
+    return child
 
 
 def render_metrics() -> bytes:

@@ -18,9 +18,12 @@ __all__ = ["ParsedAgent", "bot_reason", "parse_user_agent"]
 _CACHE_SIZE = 20_000
 _MAX_AGENT_CHARS = 512
 #: Fetchers that unfurl links in chats and social posts; they are not people clicking.
+#: Tokens name the fetcher, never the app: "Pinterest/iOS" is a person in Pinterest's
+#: in-app browser, "Pinterestbot" the preview fetcher.
 _LINK_PREVIEW_TOKENS = (
     "slackbot", "discordbot", "telegrambot", "whatsapp", "facebookexternalhit", "twitterbot",
-    "linkedinbot", "skypeuripreview", "applebot", "embedly", "vkshare", "pinterest",
+    "linkedinbot", "skypeuripreview", "applebot", "embedly", "vkshare", "pinterestbot",
+    "pinterest.com/bot",
 )  # fmt: skip
 
 

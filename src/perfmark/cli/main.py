@@ -18,6 +18,8 @@ from perfmark.cli.costs import costs_app, rates_app
 from perfmark.cli.objects import campaigns_app, links_app
 from perfmark.cli.render import console, error_console, guarded, print_json, print_table
 from perfmark.cli.report import report_command
+from perfmark.cli.users import users_app
+from perfmark.dashboard.demo import seed_dashboard_users
 from perfmark.domain.accounts import WorkspaceSpec
 from perfmark.domain.links import tracking_url
 from perfmark.services.accounts import create_workspace, list_workspaces
@@ -39,6 +41,7 @@ app = typer.Typer(
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(links_app, name="links")
 app.add_typer(apikeys_app, name="apikeys")
+app.add_typer(users_app, name="users")
 app.add_typer(costs_app, name="costs")
 app.add_typer(rates_app, name="rates")
 app.command("report")(report_command)
@@ -197,12 +200,17 @@ def demo(
                 f"{summary.page_views} page views, {summary.conversions} conversions "
                 f"({summary.bots} bot hits, {summary.duplicates} duplicate postbacks)"
             )
+        dashboard_users = seed_dashboard_users(container, seeded)
         if as_json:
             print_json(
                 {
                     "workspace_id": seeded.workspace_id,
                     "api_key": seeded.api_key,
                     "created": True,
+                    "dashboard_users": [
+                        {"email": email, "password": password, "role": role}
+                        for email, password, role in dashboard_users
+                    ],
                     "links": [
                         tracking_url(settings.base_url, link.spec.slug) for link in seeded.links
                     ],
@@ -211,6 +219,12 @@ def demo(
         else:
             base = settings.base_url.rstrip("/")
             console.print(f"[bold green]Demo workspace[/] {seeded.workspace_id} is ready.")
+            console.print(f"  Dashboard:  {base}/dashboard/")
+            for email, password, role in dashboard_users:
+                console.print(
+                    f"    {role:<10} {email}  password: [bold]{password}[/] (shown once)",
+                    soft_wrap=True,
+                )
             console.print(f"  API:        {base}/api/docs")
             console.print(f"  API key:    [bold]{seeded.api_key}[/] (shown once)")
             console.print(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -77,8 +76,8 @@ class _Fields:
 def sign_postback(secret: str, timestamp: int, query: str, body: bytes = b"") -> str:
     """The signature a sender computes: hex HMAC-SHA256 of "<ts>\\n<query>\\n<body>".
 
-    `query` is the query string as sent, without the `sig` parameter (and without `ts`
-    when the timestamp travels as a parameter).
+    `query` is the query string exactly as sent, with only the `sig` parameter removed
+    (`ts` and `adv` stay in it when they travel as parameters).
     """
     message = f"{timestamp}\n{query}\n".encode() + body
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
@@ -199,7 +198,7 @@ class ConversionTracker:
                 f"ts {timestamp_text!r} is not a Unix time in seconds",
                 "ts",
             )
-        age = abs(time.time() - timestamp)
+        age = abs(self.clock.now().timestamp() - timestamp)
         if age > self.settings.postback_max_age_seconds:
             self._reject(
                 DropReason.BAD_SIGNATURE, 401,

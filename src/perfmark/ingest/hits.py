@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Hit", "ParameterTooLong"]
+__all__ = ["Hit", "ParameterTooLong", "TooManyParameters"]
 
 
 class ParameterTooLong(ValueError):
@@ -16,6 +16,18 @@ class ParameterTooLong(ValueError):
             "(the max_param_chars setting)"
         )
         self.name = name
+
+
+class TooManyParameters(ParameterTooLong):
+    """A query string with more parameters than a tracking request ever needs."""
+
+    def __init__(self, count_limit: int) -> None:
+        ValueError.__init__(
+            self,
+            f"the query string has more than {count_limit} parameters; send only the "
+            "parameters the link or postback uses",
+        )
+        self.name = "query"
 
 
 @dataclass(slots=True)

@@ -19,8 +19,8 @@ MACRO = re.compile(r"\{([a-z0-9_]+)\}")
 _URI_SAFE = "!#$%&'()*+,/:;=?@[]~"
 #: The characters quote() and quote_plus() never encode: such text is its own encoding.
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
-#: What makes urlsplit() do more than cut a plain ASCII URL at its first "?".
-_SPLIT_SENSITIVE = re.compile(r"[\t\r\n\[\]]")
+#: What may follow the host of a URL: its end, or the start of the path, query or fragment.
+_HOST_ENDS = ("", "/", "?", "#")
 #: Distinct configured URLs remembered (landing pages and fallbacks are few).
 _TEMPLATE_CACHE_SIZE = 4096
 
@@ -57,19 +57,23 @@ def _quote_plus(value: str) -> str:
 
 def _urlencode(pairs: list[tuple[str, str]]) -> str:
     """urlencode(pairs), with the same result, faster when the values need no encoding."""
-    encoded = []
-    for name, value in pairs:
-        if type(name) is not str or type(value) is not str:
-            return urlencode(pairs)
-        encoded.append(f"{_quote_plus(name)}={_quote_plus(value)}")
-    return "&".join(encoded)
+    texts = [text for pair in pairs for text in pair]
+    if set(map(type, texts)) != {str}:
+        return urlencode(pairs)
+    if _UNRESERVED.fullmatch("".join(texts)):  # the usual case: one check for all of them
+        return "&".join(map("=".join, pairs))
+    return "&".join([f"{_quote_plus(name)}={_quote_plus(value)}" for name, value in pairs])
 
 
 def _query_of(base: str) -> str:
     """urlsplit(base).query; a plain URL's query is what follows its first "?"."""
-    if base.isascii() and base[:1].isalpha() and not _SPLIT_SENSITIVE.search(base):
+    if base.isascii() and base[:1].isalpha() and not _split_sensitive(base):
         return base.partition("?")[2]
     return urlsplit(base).query
+
+
+def _split_sensitive(url: str) -> bool:
+    return "\t" in url or "\r" in url or "\n" in url or "[" in url or "]" in url
 
 
 def append_params(url: str, params: list[tuple[str, str]]) -> str:
@@ -115,8 +119,35 @@ def to_uri(url: str) -> str:
 
 def same_origin(template: str, url: str) -> bool:
     """Whether `url` keeps the scheme and host of the configured `template`."""
+    prefix = _origin_prefix(template)
+    # When the host ends where the prefix does, urlsplit() would read the same scheme and
+    # host: the answer without parsing every redirect (urlsplit() caches, but each click's
+    # URL is new).
+    if (
+        prefix
+        and url.startswith(prefix)
+        and url[len(prefix) : len(prefix) + 1] in _HOST_ENDS
+        and url.isascii()
+        and not _split_sensitive(url)
+    ):
+        return True
     actual = urlsplit(to_uri(url))
     return _configured_origin(template) == (actual.scheme, actual.netloc)
+
+
+@functools.lru_cache(maxsize=_TEMPLATE_CACHE_SIZE)
+def _origin_prefix(template: str) -> str:
+    """The template's `scheme://host`, when spelled as urlsplit() reads it; else ''."""
+    scheme, netloc = _configured_origin(template)
+    prefix = f"{scheme}://{netloc}"
+    plain = prefix.isascii() and not _split_sensitive(prefix)
+    if (
+        plain
+        and template.startswith(prefix)
+        and template[len(prefix) : len(prefix) + 1] in _HOST_ENDS
+    ):
+        return prefix
+    return ""
 
 
 @functools.lru_cache(maxsize=_TEMPLATE_CACHE_SIZE)

@@ -182,7 +182,7 @@ class SegmentTracker:
             url=url,
             referrer=_text(properties, "referrer", 2048) or _text(page, "referrer", 2048) or hit.referrer,
             ip=anonymize_ip(_text(context, "ip", 64) or hit.ip, self.settings.ip_anonymization),
-            user_agent=_text(context, "userAgent", 1024) or hit.user_agent,
+            user_agent=_visitor_agent(context, hit),
             language=primary_language(_text(context, "locale", 64)) or primary_language(hit.accept_language),
             country=hit.country,
             source="segment",
@@ -278,6 +278,18 @@ class SegmentTracker:
         ):
             return now
         return parsed
+
+
+def _visitor_agent(context: Mapping[str, Any], hit: Hit) -> str | None:
+    """The visitor's user agent: context.userAgent, else the request's own when it is a beacon.
+
+    A Segment library (context.library) sends from a server, whose HTTP agent (Ruby, Go,
+    Java clients) is not the visitor's and would be flagged as a crawler.
+    """
+    agent = _text(context, "userAgent", 1024)
+    if agent or context.get("library"):
+        return agent
+    return hit.user_agent
 
 
 def _query_param(url: str | None, name: str) -> str | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
-import secrets
 from datetime import datetime
 from typing import Literal
+
+from perfmark.ids import random_bytes
 
 __all__ = [
     "VISITOR_COOKIE",
@@ -21,6 +23,8 @@ __all__ = [
 VISITOR_COOKIE = "pm_vid"
 _VISITOR_ID_BYTES = 12
 _MAX_VISITOR_ID_CHARS = 64
+#: The 256 octets exactly as ipaddress accepts them (decimal, no sign, no leading zero).
+_IPV4_OCTETS = frozenset(str(octet) for octet in range(256))
 
 
 def anonymize_ip(ip: str | None, mode: Literal["none", "truncate", "drop"]) -> str | None:
@@ -29,6 +33,16 @@ def anonymize_ip(ip: str | None, mode: Literal["none", "truncate", "drop"]) -> s
         return None
     if mode == "none":
         return ip
+    # The common case without ipaddress, which costs a few microseconds per click.
+    octets, known = ip.split("."), _IPV4_OCTETS
+    if (
+        len(octets) == 4
+        and octets[0] in known
+        and octets[1] in known
+        and octets[2] in known
+        and octets[3] in known
+    ):
+        return f"{octets[0]}.{octets[1]}.{octets[2]}.0"
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
@@ -40,7 +54,8 @@ def anonymize_ip(ip: str | None, mode: Literal["none", "truncate", "drop"]) -> s
 
 def new_visitor_id() -> str:
     """A random first-party visitor id for the cookie."""
-    return "v" + secrets.token_urlsafe(_VISITOR_ID_BYTES)
+    # 12 bytes are 16 base64 characters without padding, as secrets.token_urlsafe(12) gives.
+    return "v" + base64.urlsafe_b64encode(random_bytes(_VISITOR_ID_BYTES)).decode("ascii")
 
 
 def valid_visitor_id(value: str | None) -> bool:
@@ -48,6 +63,8 @@ def valid_visitor_id(value: str | None) -> bool:
     return (
         value is not None
         and 1 < len(value) <= _MAX_VISITOR_ID_CHARS
+        # isalnum() alone accepts letters such as "é" (cookies are decoded as latin-1).
+        and value.isascii()
         and value.replace("-", "").replace("_", "").isalnum()
     )
 

@@ -17,9 +17,35 @@ from perfmark.services.container import Container, Principal
 from perfmark.web.api.deps import CurrentPrincipal, get_container
 from perfmark.web.api.resources import ERROR_RESPONSES
 
-__all__ = ["build_reports_router", "scoped_filters"]
+__all__ = ["PORTAL_HIDDEN_METRICS", "build_reports_router", "portal_metrics", "scoped_filters"]
 
 _FILTER_PREFIX = "filter."
+_PUBLISHER_DEFAULT_METRICS = "clicks,unique_clicks,conversions,conversion_rate,payout"
+#: What a portal key may not see: an advertiser not what publishers earn (nor the network's
+#: margin), a publisher not what advertisers pay or earn.
+PORTAL_HIDDEN_METRICS: dict[Role, frozenset[str]] = {
+    Role.ADVERTISER: frozenset({"payout", "network_margin"}),
+    Role.PUBLISHER: frozenset(
+        {"cost", "revenue", "profit", "margin", "network_margin", "cpc", "cpm", "cpl", "cpa",
+         "cac", "roas", "roi", "epc", "aov", "ltv"}
+    ),
+}  # fmt: skip
+
+
+def portal_metrics(principal: Principal, metrics: str | None) -> str | None:
+    """The metrics a portal key asked for, refusing those its role may not see."""
+    hidden = PORTAL_HIDDEN_METRICS.get(principal.role)
+    if hidden is None:
+        return metrics
+    if metrics is None:
+        return _PUBLISHER_DEFAULT_METRICS if principal.role is Role.PUBLISHER else None
+    refused = [name.strip() for name in metrics.split(",") if name.strip() in hidden]
+    if refused:
+        raise ForbiddenError(
+            f"a {principal.role.value} key cannot see {', '.join(refused)}; "
+            f"ask for other metrics (not {', '.join(sorted(hidden))})"
+        )
+    return metrics
 
 
 def scoped_filters(principal: Principal, filters: dict[str, str]) -> dict[str, str]:
@@ -86,7 +112,7 @@ def build_reports_router() -> APIRouter:
             end=to,
             timezone=tz,
             dimensions=by,
-            metrics=metrics,
+            metrics=portal_metrics(principal, metrics),
             filters=scoped_filters(principal, filters),
             date_basis=date_basis,
             compare=compare,

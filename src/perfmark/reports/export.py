@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from perfmark.reports.domain.catalog import METRICS
 from perfmark.reports.service import ReportResult
 
 __all__ = ["report_columns", "report_to_csv", "report_to_json", "report_to_parquet"]
@@ -29,12 +30,35 @@ def report_columns(result: ReportResult) -> list[str]:
     return columns
 
 
-def _plain(value: Any) -> Any:
-    return str(value) if isinstance(value, Decimal) else value
+#: Exports keep 6 decimal places, as the service rounds every non-integer value.
+_DECIMAL_TYPE = pa.decimal128(38, 6)
+
+
+def _is_count(column: str) -> bool:
+    """Counts and their previous values are integers; amounts, ratios, changes are decimals."""
+    name = column.removesuffix("_previous")
+    return name in METRICS and METRICS[name].count
+
+
+def _is_decimal(column: str) -> bool:
+    name = column.removesuffix("_previous").removesuffix("_change")
+    return name in METRICS and not _is_count(column)
+
+
+def _plain(column: str, value: Any) -> Any:
+    """A JSON value: an int for counts, a decimal string for other metrics, null for n/a."""
+    if value is None:
+        return None
+    if _is_count(column):
+        return int(value)
+    if _is_decimal(column):
+        return str(value)
+    return value
 
 
 def report_to_json(result: ReportResult) -> dict[str, Any]:
-    """The API's JSON body: amounts and ratios as decimal strings (exact), nulls for n/a."""
+    """The API's JSON body: counts as integers, amounts and ratios as exact decimal strings
+    (the same type in every row), nulls for n/a."""
     columns = report_columns(result)
     return {
         "currency": result.currency,
@@ -45,8 +69,8 @@ def report_to_json(result: ReportResult) -> dict[str, Any]:
         "dimensions": list(result.dimensions),
         "metrics": list(result.metrics),
         "columns": columns,
-        "rows": [{c: _plain(row.get(c)) for c in columns} for row in result.rows],
-        "totals": {k: _plain(v) for k, v in result.totals.items()},
+        "rows": [{c: _plain(c, row.get(c)) for c in columns} for row in result.rows],
+        "totals": {k: _plain(k, v) for k, v in result.totals.items()},
         "total_rows": result.total_rows,
         "limit": result.request.limit,
         "offset": result.request.offset,
@@ -79,13 +103,18 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _parquet_column(column: str, values: list[Any]) -> pa.Array:
+    if _is_count(column):
+        return pa.array([None if v is None else int(v) for v in values], pa.int64())
+    if _is_decimal(column):
+        return pa.array([None if v is None else Decimal(v) for v in values], _DECIMAL_TYPE)
+    return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
 def report_to_parquet(result: ReportResult) -> bytes:
-    """The rows as a Parquet file (amounts as decimal strings, like the JSON)."""
+    """The rows as a Parquet file: counts int64, amounts and ratios decimal(38, 6), exact."""
     columns = report_columns(result)
-    data = {
-        c: [None if row.get(c) is None else str(row.get(c)) for row in result.rows] for c in columns
-    }
-    table = pa.table({c: pa.array(values, pa.string()) for c, values in data.items()})
+    table = pa.table({c: _parquet_column(c, [row.get(c) for row in result.rows]) for c in columns})
     sink = io.BytesIO()
     pq.write_table(table, sink)
     return sink.getvalue()

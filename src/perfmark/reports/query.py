@@ -8,29 +8,62 @@ base measures. The same expression runs on DuckDB and on Spark; nothing is writt
 
 from __future__ import annotations
 
+import functools
 import glob
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from perfmark.adapters.lake import EVENT_SCHEMA
-from perfmark.reports.domain.catalog import DIMENSIONS, TIME_DIMENSIONS
+from perfmark.reports.domain.catalog import (
+    BASE_MEASURES,
+    DIMENSIONS,
+    NON_ADDITIVE_MEASURES,
+    TIME_DIMENSIONS,
+)
 from perfmark.reports.domain.request import BUCKET_MS, DateBasis, ReportRequest, calendar_rows
 
-__all__ = ["GROUP_CURRENCY", "LakeQuery", "VALUE_CURRENCY", "connect_engine"]
+__all__ = [
+    "CURRENCY_KEYS",
+    "GROUP_CURRENCY",
+    "LakeQuery",
+    "REPORTED_TYPES",
+    "VALUE_CURRENCY",
+    "calendar_keys",
+    "calendar_table",
+    "connect_engine",
+    "label_periods",
+    "measure_aggregates",
+    "with_measure_terms",
+]
 
 #: The currency columns every result is also grouped by (amounts are summed per currency).
 GROUP_CURRENCY = "billing_currency"
 VALUE_CURRENCY = "currency"
+CURRENCY_KEYS = (GROUP_CURRENCY, VALUE_CURRENCY)
+#: The only event types any measure reads (page views, identify and track calls are not).
+REPORTED_TYPES = ("click", "impression", "conversion", "conversion_status")
+_CONVERSION_TYPES = ("conversion", "conversion_status")
 _COUNTED = ("pending", "approved")
 _STATUSES = ("pending", "approved", "rejected", "refunded", "over_cap")
 _LEAD_GOAL_KEYS = ("lead", "signup")
 _DECIMAL = "decimal(24,6)"
 _IBIS_TYPES = {"int64": "int64", "bool": "boolean", "string": "string"}
+#: One view name, replaced on each read (new files are seen; views do not pile up).
+_EVENTS_VIEW = "perfmark_lake_events"
+_CURRENT_COLUMNS = tuple(EVENT_SCHEMA.names)
+#: Threads reading Parquet footers the first time a lake is listed (I/O bound).
+_FOOTER_READERS = 8
+#: Spark shuffles into this many partitions; reports are aggregates, so a few suffice.
+SPARK_SHUFFLE_PARTITIONS = 4
 
 
 def connect_engine(engine: str, spark_master: str = "local[2]") -> Any:
@@ -42,12 +75,181 @@ def connect_engine(engine: str, spark_master: str = "local[2]") -> Any:
             SparkSession.builder.master(spark_master)
             .appName("perfmark")
             .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.shuffle.partitions", "4")
+            .config("spark.sql.shuffle.partitions", str(SPARK_SHUFFLE_PARTITIONS))
             .config("spark.ui.enabled", "false")
             .getOrCreate()
         )
         return ibis.pyspark.connect(session)
     return ibis.duckdb.connect()
+
+
+def _status_delta(t: ir.Table, statuses: tuple[str, ...]) -> ir.IntegerValue:
+    """+1 for a conversion in `statuses`; for a status change, +1 into / -1 out of them.
+
+    now_in - was_in: a conversion has no previous status, and a change within (or outside)
+    `statuses` adds 0.
+    """
+    now_in = (t.type.isin(_CONVERSION_TYPES) & t.status.isin(list(statuses))).fill_null(False)
+    was_in = ((t.type == "conversion_status") & t.previous_status.isin(list(statuses))).fill_null(
+        False
+    )
+    delta: ir.IntegerValue = now_in.ifelse(1, 0) - was_in.ifelse(1, 0)
+    return delta
+
+
+def with_measure_terms(t: ir.Table, names: Collection[str]) -> ir.Table:
+    """`t` plus a column `m_<measure>` per named measure: what each event adds to it.
+
+    The shared per-event inputs (valid, counted, the decimal amounts) are computed once in
+    a first projection, as one would write by hand; the engine then only sums columns.
+    """
+    t = t.mutate(
+        p_valid=~t.is_bot.fill_null(False) & t.drop_reason.isnull(),
+        p_counted=_status_delta(t, _COUNTED),
+        p_value=t.value.cast(_DECIMAL).fill_null(0),
+        p_cost=t.cost.cast(_DECIMAL).fill_null(0),
+        p_payout=t.payout.cast(_DECIMAL).fill_null(0),
+    )
+    is_traffic = t.type.isin(["click", "impression"]) & t.p_valid
+    is_lead = t.goal_key.isin(list(_LEAD_GOAL_KEYS)).fill_null(False)
+    is_sale = (t.goal_key == "sale").fill_null(False)
+    customer = t.customer_id.fill_null(t.visitor_id)
+    # A conversion recorded as pending or approved (later status changes do not undo it).
+    converted = (t.type == "conversion") & t.status.isin(list(_COUNTED)).fill_null(False)
+    after_click = converted & t.click_ts_ms.notnull()
+    terms: dict[str, Callable[[], ir.Value]] = {
+        "impressions": lambda: ((t.type == "impression") & t.p_valid).ifelse(1, 0),
+        "clicks": lambda: ((t.type == "click") & t.p_valid).ifelse(1, 0),
+        "unique_clicks": lambda: ((t.type == "click") & t.p_valid).ifelse(
+            t.visitor_id, ibis.null()
+        ),
+        "leads": lambda: is_lead.ifelse(t.p_counted, 0),
+        "sales": lambda: is_sale.ifelse(t.p_counted, 0),
+        "revenue": lambda: t.p_value * t.p_counted,
+        "sales_revenue": lambda: is_sale.ifelse(t.p_value * t.p_counted, 0),
+        "cost": lambda: is_traffic.ifelse(t.p_cost, 0) + t.p_cost * t.p_counted,
+        "payout": lambda: is_traffic.ifelse(t.p_payout, 0) + t.p_payout * t.p_counted,
+        "customers": lambda: converted.ifelse(customer, ibis.null()),
+        "converted_after_click": lambda: after_click.ifelse(1, 0),
+        "median_seconds_to_convert": lambda: after_click.ifelse(
+            t.ts_ms - t.click_ts_ms, ibis.null()
+        ),
+        "new_customers": lambda: (converted & (t.ts_ms == t.first_conversion_ms)).ifelse(
+            customer, ibis.null()
+        ),
+    }
+    for status in _STATUSES:
+        terms[f"conversions_{status}"] = _status_term(t, status)
+    return t.mutate(**{f"m_{name}": terms[name]() for name in BASE_MEASURES if name in names})
+
+
+def _status_term(t: ir.Table, status: str) -> Callable[[], ir.Value]:
+    return lambda: _status_delta(t, (status,))
+
+
+def measure_aggregates(t: ir.Table, names: Collection[str]) -> dict[str, ir.Scalar]:
+    """The aggregate of each named measure over a table made by `with_measure_terms`."""
+    aggregates: dict[str, ir.Scalar] = {}
+    for name in BASE_MEASURES:
+        if name not in names:
+            continue
+        term = t[f"m_{name}"]
+        if name == "median_seconds_to_convert":
+            # The median of integer milliseconds is exact on both engines (a value or the
+            # mean of two), and one IEEE division by 1000 then rounds identically everywhere.
+            aggregates[name] = term.median() / 1000
+        elif name in NON_ADDITIVE_MEASURES:
+            aggregates[name] = term.nunique()
+        else:
+            aggregates[name] = term.sum()
+    return aggregates
+
+
+@functools.lru_cache(maxsize=64)
+def _calendar(start: date, end: date, timezone: str) -> tuple[pa.Table, dict[str, list[str]]]:
+    """The calendar of a range with integer period keys, and each key's label.
+
+    Grouping on a small integer is cheaper for the engine than on a date string; the
+    labels replace the keys in the (few) result rows.
+    """
+    rows = calendar_rows(ReportRequest("", start, end, timezone))
+    columns: dict[str, pa.Array] = {"bucket": pa.array(rows["bucket"], pa.int64())}
+    labels: dict[str, list[str]] = {}
+    for name in sorted(TIME_DIMENSIONS):
+        distinct = list(dict.fromkeys(str(value) for value in rows[name]))
+        index = {label: key for key, label in enumerate(distinct)}
+        columns[name] = pa.array([index[str(value)] for value in rows[name]], pa.int32())
+        labels[name] = distinct
+    return pa.table(columns), labels
+
+
+def calendar_keys(request: ReportRequest) -> pa.Table:
+    """The request's 15-minute buckets with the integer keys of their local periods."""
+    table, _ = _calendar(request.start, request.end, request.timezone)
+    return table
+
+
+def calendar_table(request: ReportRequest) -> ir.Table:
+    """The request's 15-minute buckets with the integer key of their local hour/day/week/month."""
+    wanted = ["bucket", *(name for name in request.dimensions if name in TIME_DIMENSIONS)]
+    return ibis.memtable(calendar_keys(request).select(wanted))
+
+
+def label_periods(request: ReportRequest, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replace the integer period keys of result rows by their labels (e.g. "2026-01-14")."""
+    names = [name for name in request.dimensions if name in TIME_DIMENSIONS]
+    if names:
+        _, labels = _calendar(request.start, request.end, request.timezone)
+        for row in rows:
+            for name in names:
+                row[name] = labels[name][row[name]]
+    return rows
+
+
+def _conformed(table: ir.Table) -> ir.Table:
+    """`table` with exactly the lake's columns, in order; absent ones as typed nulls."""
+    columns = {
+        column.name: table[column.name]
+        if column.name in table.columns
+        else ibis.null().cast(_IBIS_TYPES.get(str(column.type), "string"))
+        for column in EVENT_SCHEMA
+    }
+    if list(table.columns) == list(columns):
+        return table
+    return table.select(**columns)
+
+
+def _column_names(path: str) -> tuple[str, ...] | None:
+    try:
+        return tuple(pq.read_schema(path).names)
+    except FileNotFoundError:  # removed since it was listed (a batch being redone)
+        return None
+
+
+class _SchemaCache:
+    """The columns of each lake file, read once from its footer (files never change)."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, tuple[str, ...] | None] = {}
+
+    def groups(self, files: list[str], *, complete: bool) -> dict[tuple[str, ...], list[str]]:
+        """The files grouped by their column names, in listing order.
+
+        `complete` says `files` lists the whole lake, so files missing from it are gone.
+        """
+        new = [path for path in files if path not in self._names]
+        if new:
+            with ThreadPoolExecutor(_FOOTER_READERS) as pool:
+                self._names.update(zip(new, pool.map(_column_names, new), strict=True))
+        if complete and len(self._names) > len(files):  # forget files that are gone
+            listed = set(files)
+            self._names = {path: names for path, names in self._names.items() if path in listed}
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for path in files:
+            names = self._names[path]
+            if names is not None:
+                groups.setdefault(names, []).append(path)
+        return groups
 
 
 @dataclass
@@ -57,45 +259,103 @@ class LakeQuery:
     lake: Path
     backend: Any
     engine: str = "duckdb"
+    _schemas: _SchemaCache = field(default_factory=_SchemaCache, repr=False, compare=False)
 
-    def _events(self) -> ir.Table | None:
-        pattern = str(self.lake / "events" / "date=*" / "hour=*" / "*.parquet")
-        if not glob.glob(pattern):
+    def events(self, day: date | None = None) -> ir.Table | None:
+        """Every event of the lake, or of one UTC date partition (None when there are none)."""
+        root = self.lake / "events"
+        if day is not None:
+            root = root / f"date={day.isoformat()}"
+        pattern = (
+            str(root / "hour=*" / "*.parquet")
+            if day
+            else str(root / "date=*" / "hour=*" / "*.parquet")
+        )
+        files = sorted(glob.glob(pattern))
+        if not files:
             return None
+        view = _EVENTS_VIEW if day is None else f"{_EVENTS_VIEW}_{day:%Y%m%d}"
         if self.engine == "spark":
             table = self.backend.read_parquet(
-                str(self.lake / "events"), mergeSchema="true", recursiveFileLookup="true"
+                str(root),
+                table_name=view,
+                mergeSchema="true",
+                recursiveFileLookup="true",
+                # A file being written is `*.parquet.tmp` until renamed: never read it.
+                pathGlobFilter="*.parquet",
             )
-        else:
-            table = self.backend.read_parquet(pattern, union_by_name=True, hive_partitioning=False)
-        # Files written before a column existed lack it: add it as nulls (schema evolution).
-        missing = {
-            field.name: ibis.null().cast(_IBIS_TYPES.get(str(field.type), "string"))
-            for field in EVENT_SCHEMA
-            if field.name not in table.columns
-        }
-        return table.mutate(**missing) if missing else table
+            return _conformed(table)
+        groups = self._schemas.groups(files, complete=day is None)
+        if list(groups) == [_CURRENT_COLUMNS]:
+            # Every file has today's columns (so will any file written meanwhile): one plain
+            # read. DuckDB's union_by_name would open every footer on every query instead.
+            return self.backend.read_parquet(pattern, table_name=view, hive_partitioning=False)
+        # Files written before a column existed lack it: read each schema generation alone,
+        # add the missing columns as nulls, and stack them (schema evolution).
+        parts = [
+            _conformed(
+                self.backend.read_parquet(
+                    paths, table_name=f"{view}_{index}", hive_partitioning=False
+                )
+            )
+            for index, paths in enumerate(groups.values())
+        ]
+        return parts[0] if len(parts) == 1 else ibis.union(*parts)
 
     def aggregate(
-        self, request: ReportRequest, extra_keys: tuple[str, ...] = ()
+        self,
+        request: ReportRequest,
+        measures: Collection[str] = BASE_MEASURES,
+        *,
+        by_currency: bool = True,
+        extra_keys: tuple[str, ...] = (),
     ) -> list[dict[str, Any]]:
-        """Base measures per group of the request's dimensions (and currency columns)."""
-        events = self._events()
+        """The named base measures per group of the request's dimensions.
+
+        With `by_currency`, groups are also split by the two currency columns, so amounts
+        are never added across currencies; distinct counts and medians need the whole
+        group and are asked for with `by_currency=False`.
+        """
+        events = self.events()
         if events is None:
             return []
-        expression = self.expression(events, request, extra_keys)
+        expression = self.expression(
+            events, request, measures, by_currency=by_currency, extra_keys=extra_keys
+        )
         table: pa.Table = self.backend.to_pyarrow(expression)
-        rows: list[dict[str, Any]] = table.to_pylist()
-        return rows
+        return label_periods(request, table.to_pylist())
 
     def expression(
-        self, events: ir.Table, request: ReportRequest, extra_keys: tuple[str, ...] = ()
+        self,
+        events: ir.Table,
+        request: ReportRequest,
+        measures: Collection[str] = BASE_MEASURES,
+        *,
+        by_currency: bool = True,
+        extra_keys: tuple[str, ...] = (),
     ) -> ir.Table:
         """The Ibis expression of a report (exposed so benchmarks can time it alone)."""
+        t = self.scoped(events, request)
+        if "new_customers" in measures:
+            t = self._with_first_conversions(t, events, request.workspace_id)
+        measures = measures or ("clicks",)  # a group needs at least one aggregate to exist
+        t = with_measure_terms(t, measures)
+        keys = {name: t[DIMENSIONS[name].column] for name in request.dimensions}
+        currency_keys = CURRENCY_KEYS if by_currency else ()
+        keys.update({name: t[name] for name in (*currency_keys, *extra_keys)})
+        aggregates = measure_aggregates(t, measures)
+        if not keys:
+            return t.aggregate(**aggregates)
+        return t.group_by(**keys).aggregate(**aggregates)
+
+    def scoped(self, events: ir.Table, request: ReportRequest) -> ir.Table:
+        """The request's events: workspace, event types, local date range, filters, calendar."""
         start_ms, end_ms = request.utc_range_ms()
-        t = events.filter(events.workspace_id == request.workspace_id)
-        is_conversion = t.type.isin(["conversion", "conversion_status"])
+        t = events.filter(
+            (events.workspace_id == request.workspace_id) & events.type.isin(REPORTED_TYPES)
+        )
         if request.date_basis is DateBasis.CLICK:
+            is_conversion = t.type.isin(["conversion", "conversion_status"])
             basis = is_conversion.ifelse(t.click_ts_ms.fill_null(t.ts_ms), t.ts_ms)
         else:
             basis = t.ts_ms
@@ -104,16 +364,11 @@ class LakeQuery:
         for name, values in request.filters.items():
             column = DIMENSIONS[name].column
             t = t.filter(t[column].isin(list(values)))
-        time_keys = [name for name in request.dimensions if name in TIME_DIMENSIONS]
-        if time_keys:
-            calendar = ibis.memtable(pa.table(calendar_rows(request)))
+        if set(request.dimensions) & TIME_DIMENSIONS:
+            calendar = calendar_table(request)
             t = t.mutate(bucket=(t.basis_ms // BUCKET_MS).cast("int64"))
             t = t.join(calendar, t.bucket == calendar.bucket)
-        if {"new_customers", "cac"} & set(request.metrics):
-            t = self._with_first_conversions(t, events, request.workspace_id)
-        keys = {name: t[DIMENSIONS[name].column] for name in request.dimensions}
-        keys.update({name: t[name] for name in (GROUP_CURRENCY, VALUE_CURRENCY, *extra_keys)})
-        return t.group_by(**keys).aggregate(**self._measures(t, events, request))
+        return t
 
     def _with_first_conversions(self, t: ir.Table, events: ir.Table, workspace_id: str) -> ir.Table:
         """Add each customer's first conversion time ever (this workspace, all of the lake)."""
@@ -128,56 +383,3 @@ class LakeQuery:
         t = t.mutate(row_customer=t.customer_id.fill_null(t.visitor_id))
         joined = t.left_join(firsts, t.row_customer == firsts.first_customer)
         return joined.drop("row_customer", "first_customer")
-
-    def _measures(self, t: ir.Table, events: ir.Table, request: ReportRequest) -> dict[str, Any]:
-        valid = ~t.is_bot.fill_null(False) & t.drop_reason.isnull()
-        is_conv = t.type == "conversion"
-        is_change = t.type == "conversion_status"
-        one = ibis.literal(1)
-        zero = ibis.literal(0)
-
-        def status_delta(statuses: tuple[str, ...]) -> Any:
-            """+1 for a conversion in `statuses`; for a status change, +1 in / -1 out of them."""
-            now_in = t.status.isin(list(statuses))
-            was_in = t.previous_status.isin(list(statuses)).fill_null(False)
-            return ibis.cases(
-                (is_conv & now_in, one),
-                (is_change & now_in & ~was_in, one),
-                (is_change & ~now_in & was_in, -one),
-                else_=zero,
-            )
-
-        counted = status_delta(_COUNTED)
-        value = t.value.cast(_DECIMAL).fill_null(0)
-        cost = t.cost.cast(_DECIMAL).fill_null(0)
-        payout = t.payout.cast(_DECIMAL).fill_null(0)
-        traffic_cost = (t.type.isin(["click", "impression"]) & valid).ifelse(cost, 0)
-        traffic_payout = (t.type.isin(["click", "impression"]) & valid).ifelse(payout, 0)
-        is_lead = t.goal_key.isin(list(_LEAD_GOAL_KEYS)).fill_null(False)
-        is_sale = (t.goal_key == "sale").fill_null(False)
-        customer = t.customer_id.fill_null(t.visitor_id)
-        converted = is_conv & t.status.isin(list(_COUNTED))
-        measures: dict[str, Any] = {
-            "impressions": ((t.type == "impression") & valid).ifelse(1, 0).sum(),
-            "clicks": ((t.type == "click") & valid).ifelse(1, 0).sum(),
-            "unique_clicks": ((t.type == "click") & valid)
-            .ifelse(t.visitor_id, ibis.null())
-            .nunique(),
-            "leads": (is_lead.ifelse(counted, 0)).sum(),
-            "sales": (is_sale.ifelse(counted, 0)).sum(),
-            "revenue": (value * counted).sum(),
-            "sales_revenue": (is_sale.ifelse(value * counted, 0)).sum(),
-            "cost": (traffic_cost + cost * counted).sum(),
-            "payout": (traffic_payout + payout * counted).sum(),
-            "customers": converted.ifelse(customer, ibis.null()).nunique(),
-            "converted_after_click": (is_conv & t.click_ts_ms.notnull()).ifelse(1, 0).sum(),
-            "median_seconds_to_convert": (is_conv & t.click_ts_ms.notnull())
-            .ifelse((t.ts_ms - t.click_ts_ms) / 1000, ibis.null())
-            .median(),
-        }
-        for status in _STATUSES:
-            measures[f"conversions_{status}"] = status_delta((status,)).sum()
-        if "first_conversion_ms" in t.columns:
-            first = converted & (t.ts_ms == t.first_conversion_ms)
-            measures["new_customers"] = first.ifelse(customer, ibis.null()).nunique()
-        return measures

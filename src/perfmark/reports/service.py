@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -16,7 +16,13 @@ from perfmark.adapters.store.schema import advertisers, campaigns, offers, publi
 from perfmark.billing.domain.pricing import RateTable
 from perfmark.errors import ValidationError
 from perfmark.money import Money
-from perfmark.reports.domain.catalog import METRICS, TIME_DIMENSIONS, derive
+from perfmark.reports.domain.catalog import (
+    METRICS,
+    NON_ADDITIVE_MEASURES,
+    TIME_DIMENSIONS,
+    derive,
+    measures_of,
+)
 from perfmark.reports.domain.request import ReportRequest
 from perfmark.reports.query import GROUP_CURRENCY, VALUE_CURRENCY, LakeQuery, connect_engine
 from perfmark.services.accounts import get_workspace
@@ -25,7 +31,6 @@ from perfmark.settings import lake_directory
 
 __all__ = ["ReportResult", "lake_query", "run_report"]
 
-_DISTINCT = frozenset({"unique_clicks", "customers", "new_customers", "median_seconds_to_convert"})
 _AMOUNTS_IN_BILLING = ("cost", "payout")
 _AMOUNTS_IN_VALUE = ("revenue", "sales_revenue")
 _NAMED = {
@@ -34,7 +39,7 @@ _NAMED = {
     "publisher": publishers,
     "offer": offers,
 }
-_queries: dict[tuple[int, str], LakeQuery] = {}
+_queries: dict[tuple[str, str, str, int], LakeQuery] = {}
 _query_lock = threading.Lock()
 
 
@@ -55,12 +60,18 @@ class ReportResult:
 def lake_query(container: Container) -> LakeQuery:
     """The process's query layer for this container's lake and engine (built once)."""
     settings = container.settings
-    key = (id(container), settings.lake_engine)
+    lake = lake_directory(settings)
+    # Keyed by what the query reads, not by the container object: an id() can be reused
+    # by a later container with another lake once the first is garbage-collected. A DuckDB
+    # connection must not be shared by threads (the API runs reports in a thread pool), so
+    # each thread gets its own; one Spark session serves them all.
+    thread = threading.get_ident() if settings.lake_engine == "duckdb" else 0
+    key = (str(lake.resolve()), settings.lake_engine, settings.spark_master, thread)
     with _query_lock:
         query = _queries.get(key)
         if query is None:
             backend = connect_engine(settings.lake_engine, settings.spark_master)
-            query = LakeQuery(lake_directory(settings), backend, settings.lake_engine)
+            query = LakeQuery(lake, backend, settings.lake_engine)
             _queries[key] = query
     return query
 
@@ -75,33 +86,36 @@ def run_report(
     """Run `request` over the lake of `container`."""
     query = query or lake_query(container)
     currency = request.currency or get_workspace(container, request.workspace_id).spec.currency
-    rows = _measured(query, request, currency, rates)
-    total_rows = _measured(
-        query, replace(request, dimensions=(), filters=request.filters), currency, rates
-    )
-    totals = _metrics(total_rows[0] if total_rows else {}, request.metrics)
+    rows, total_values = _measured(query, request, currency, rates)
+    totals = _metrics(total_values, request.metrics)
     previous_totals = None
     previous_by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+    # Rows get their own previous values unless they are periods (no day has a "before").
+    by_row = bool(request.dimensions) and not set(request.dimensions) & TIME_DIMENSIONS
     if request.compare:
         before = request.previous()
-        previous_rows = _measured(query, replace(before, dimensions=()), currency, rates)
-        previous_totals = _metrics(previous_rows[0] if previous_rows else {}, request.metrics)
+        previous_rows, previous_values = _measured(
+            query, before if by_row else replace(before, dimensions=()), currency, rates
+        )
+        previous_totals = _metrics(previous_values, request.metrics)
         _add_changes(totals, previous_totals, request.metrics)
-        plain_dims = tuple(d for d in request.dimensions if d not in TIME_DIMENSIONS)
-        if plain_dims == request.dimensions and plain_dims:
-            for row in _measured(query, before, currency, rates):
-                previous_by_key[tuple(row[d] for d in plain_dims)] = row
+        if by_row:
+            for row in previous_rows:
+                previous_by_key[_key(row, request.dimensions)] = row
     output = []
     for row in rows:
         item: dict[str, Any] = {name: row.get(name) for name in request.dimensions}
         item.update(_metrics(row, request.metrics))
-        if previous_by_key:
-            before_row = previous_by_key.get(tuple(row.get(d) for d in request.dimensions), {})
-            previous = _metrics(before_row, request.metrics)
-            _add_changes(item, previous, request.metrics)
+        if request.compare and by_row:
+            before_row = previous_by_key.get(_key(row, request.dimensions), {})
+            _add_changes(item, _metrics(before_row, request.metrics), request.metrics)
         output.append(item)
     _label(container, request, output)
-    output.sort(key=_sort_key(request), reverse=request.descending and request.order_by is not None)
+    # Dimension order first, so rows that tie on the sorted metric keep a stable order
+    # (the engines return groups in no particular order; pages must not depend on it).
+    output.sort(key=_dimension_key(request))
+    if request.order_by is not None:
+        output.sort(key=_sort_key(request), reverse=request.descending)
     page = output[request.offset : request.offset + request.limit]
     return ReportResult(
         request=request,
@@ -115,38 +129,84 @@ def run_report(
     )
 
 
+def _key(row: Mapping[str, Any], dimensions: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(row.get(name) for name in dimensions)
+
+
 def _measured(
     query: LakeQuery, request: ReportRequest, currency: str, rates: RateTable | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Base measures per group and in total, every amount in `currency`.
+
+    Additive measures are aggregated per currency, converted, and summed per group here
+    (and the groups summed for the totals, exactly). Distinct counts and the median cannot
+    be added up, so the engine computes them for the whole groups, and for the total.
+    """
+    needed = measures_of(request.metrics)
+    additive = tuple(name for name in needed if name not in NON_ADDITIVE_MEASURES)
+    distinct = tuple(name for name in needed if name in NON_ADDITIVE_MEASURES)
+    dimensions = request.dimensions
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    totals: dict[str, Any] = dict.fromkeys(additive, 0)
+    if additive:
+        for row in _in_currency(query, request, additive, currency, rates):
+            group = groups.setdefault(_key(row, dimensions), {d: row.get(d) for d in dimensions})
+            for name in additive:
+                amount = row.get(name) or 0
+                group[name] = group.get(name, 0) + amount
+                totals[name] += amount
+    if distinct:
+        for row in query.aggregate(request, distinct, by_currency=False):
+            group = groups.setdefault(_key(row, dimensions), {d: row.get(d) for d in dimensions})
+            group.update({name: row.get(name) for name in distinct})
+        if dimensions:
+            whole = query.aggregate(replace(request, dimensions=()), distinct, by_currency=False)
+        else:
+            whole = list(groups.values())
+        totals.update({name: whole[0].get(name) if whole else None for name in distinct})
+    return list(groups.values()), totals
+
+
+def _in_currency(
+    query: LakeQuery,
+    request: ReportRequest,
+    measures: tuple[str, ...],
+    currency: str,
+    rates: RateTable | None,
 ) -> list[dict[str, Any]]:
-    """Base measures per group, with every amount in `currency`."""
-    rows = query.aggregate(request)
+    """Additive measures per group and currency, with every amount converted to `currency`."""
+    if not set(measures) & {*_AMOUNTS_IN_BILLING, *_AMOUNTS_IN_VALUE}:
+        return query.aggregate(request, measures, by_currency=False)  # counts only
+    rows = query.aggregate(request, measures)
     foreign = any(
         (row.get(GROUP_CURRENCY) or currency) != currency
         or (row.get(VALUE_CURRENCY) or currency) != currency
         for row in rows
     )
     if not foreign:
-        return _merge(rows, request.dimensions)
+        return rows
     if rates is None:
         raise ValidationError(
             f"the report mixes currencies and no exchange rates are loaded to convert them to "
             f"{currency}; import rates (POST /api/rates) or filter to one currency",
             field="currency",
         )
-    # Convert at the rate of each event's local day: aggregate per day, convert, merge.
+    # Convert at the rate of each event's local day (at noon): aggregate per day, convert.
     day_request = (
         request
         if "day" in request.dimensions
         else replace(request, dimensions=(*request.dimensions, "day"))
     )
-    daily = query.aggregate(day_request)
+    daily = query.aggregate(day_request, measures)
     for row in daily:
         moment = datetime.combine(date.fromisoformat(row["day"]), time(12), request.zone)
         for name, column in ((n, GROUP_CURRENCY) for n in _AMOUNTS_IN_BILLING):
-            row[name] = _convert(row.get(name), row.get(column), currency, moment, rates)
+            if name in row:
+                row[name] = _convert(row[name], row.get(column), currency, moment, rates)
         for name, column in ((n, VALUE_CURRENCY) for n in _AMOUNTS_IN_VALUE):
-            row[name] = _convert(row.get(name), row.get(column), currency, moment, rates)
-    return _merge(daily, request.dimensions)
+            if name in row:
+                row[name] = _convert(row[name], row.get(column), currency, moment, rates)
+    return daily
 
 
 def _convert(
@@ -156,27 +216,6 @@ def _convert(
     if not value or not source or source == target:
         return value
     return rates.convert(Money(value, source), target, moment).amount
-
-
-def _merge(rows: Iterable[dict[str, Any]], dimensions: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Sum the measures of rows that share dimension values (they differed only by currency)."""
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        key = tuple(row.get(d) for d in dimensions)
-        target = merged.get(key)
-        if target is None:
-            merged[key] = dict(row)
-            continue
-        for name, value in row.items():
-            if name in dimensions or name in (GROUP_CURRENCY, VALUE_CURRENCY, "day"):
-                continue
-            if name in _DISTINCT:
-                # Distinct counts cannot be added across currency groups; keep the larger as
-                # a lower bound (documented in docs/metrics.md).
-                target[name] = max(target.get(name) or 0, value or 0)
-            else:
-                target[name] = (target.get(name) or 0) + (value or 0)
-    return list(merged.values())
 
 
 def _metrics(row: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
@@ -226,16 +265,18 @@ def _label(container: Container, request: ReportRequest, rows: list[dict[str, An
                 row[f"{name}_name"] = names.get(row.get(name))
 
 
+def _dimension_key(request: ReportRequest) -> Any:
+    return lambda row: tuple(
+        (0, "") if row.get(d) is None else (1, str(row.get(d))) for d in request.dimensions
+    )
+
+
 def _sort_key(request: ReportRequest) -> Any:
     order = request.order_by
-    if order is None:
-        return lambda row: tuple(
-            "" if row.get(d) is None else str(row.get(d)) for d in request.dimensions
-        )
     is_metric = order in METRICS
 
     def key(row: dict[str, Any]) -> Any:
-        value = row.get(order)
+        value = row.get(order or "")
         if value is None:
             return (0, Decimal(0) if is_metric else "")
         return (1, Decimal(value) if is_metric else str(value))

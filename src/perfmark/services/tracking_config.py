@@ -33,6 +33,7 @@ from perfmark.domain.campaigns import (
     TargetingField,
     TargetingRule,
 )
+from perfmark.domain.events import event_json_members
 from perfmark.domain.links import LinkStatus, TrackingLinkSpec
 from perfmark.domain.offers import GoalSpec, OfferSpec, WeightedUrl
 from perfmark.domain.parties import AdvertiserSpec
@@ -74,6 +75,12 @@ class Rotation:
             return None
         return self.items[bisect.bisect_right(self.cumulative, ticket)]
 
+    def index(self, ticket: int) -> int:
+        """The position in `items` of the item for `ticket` (as `pick`), -1 when empty."""
+        if not self.items:
+            return -1
+        return bisect.bisect_right(self.cumulative, ticket)
+
 
 @dataclass(frozen=True)
 class LinkRoute:
@@ -98,6 +105,44 @@ class LinkRoute:
     fixed: Mapping[str, str]
     passthrough: frozenset[str]
     timezone: ZoneInfo
+    # Built once per link for the click hot path (see ingest/click.py), not per click:
+    #: The record members of the link's fields (workspace_id ... channel), see TrackedEvent.
+    event_members: str = field(init=False, repr=False, compare=False)
+    #: The record members `,"landing_page":...` of each landing page, in rotation order.
+    page_members: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: The record members `,"creative":...` of each creative, in rotation order.
+    creative_members: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: The link's ids as landing URL macros.
+    macro_values: Mapping[str, str] = field(init=False, repr=False, compare=False)
+    #: The fixed values that are passed on to the landing page, in order.
+    fixed_passthrough: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+    #: Whether a targeting rule looks at the hour (the time zone conversion is skipped if not).
+    needs_hour: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        built = {
+            "event_members": event_json_members(
+                workspace_id=self.workspace_id, campaign_id=self.campaign_id,
+                publisher_id=self.publisher_id, advertiser_id=self.advertiser_id,
+                offer_id=self.offer_id, link_id=self.link_id, channel=self.channel,
+            ),
+            "page_members": tuple(
+                event_json_members(landing_page=page.key) for page in self.landing_pages.items
+            ),
+            "creative_members": tuple(
+                event_json_members(creative=item.key) for item in self.creatives.items
+            ),
+            "macro_values": {
+                "campaign_id": self.campaign_id, "publisher_id": self.publisher_id,
+                "link_id": self.link_id, "offer_id": self.offer_id,
+            },
+            "fixed_passthrough": tuple(
+                (name, value) for name, value in self.fixed.items() if name in self.passthrough
+            ),
+            "needs_hour": any(rule.field is TargetingField.HOUR for rule in self.targeting),
+        }  # fmt: skip
+        for name, value in built.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from perfmark.adapters.metrics import count_event
 from perfmark.adapters.wal_writer import WalWriter
 from perfmark.attribution.api import build_attribution_router
 from perfmark.costs.api import build_costs_router
+from perfmark.dashboard import install_dashboard
 from perfmark.ingest.click import ClickTracker
 from perfmark.ingest.conversions import ConversionTracker
 from perfmark.ingest.segment import SegmentTracker
@@ -75,6 +76,7 @@ def create_app(container: Container) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    install_dashboard(app)
     app.add_middleware(BodySizeLimit, max_bytes=container.settings.max_body_bytes)
     _add_tracking(app, container)
     return app

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from perfmark.services.container import build_container
 from perfmark.settings import load_settings
 from perfmark.web.app import create_app
+from perfmark.web.tracking import tracking_in_front
 
 __all__ = ["app_factory"]
 
 
-def app_factory() -> FastAPI:
-    """Build one worker's app; the parent process has already migrated the store."""
-    return create_app(build_container(load_settings(), run_migrations=False))
+def app_factory() -> ASGIApp:
+    """Build one worker's app; the parent process has already migrated the store.
+
+    The tracking layer answers in front of FastAPI (see `tracking_in_front`): a click does
+    not pass through the API's middleware and exception handling, which it does not need.
+    """
+    return tracking_in_front(create_app(build_container(load_settings(), run_migrations=False)))

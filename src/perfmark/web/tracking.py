@@ -2,33 +2,40 @@
 
 Clicks, pixels, postbacks and the Segment-compatible API are answered here without
 FastAPI's routing and validation, which measured about 3x slower for a redirect (see
-docs/architecture.md); everything else passes through to the management API.
+docs/architecture.md); everything else passes through to the management API. The served
+app (`web/asgi.py`) puts this layer in front of the whole FastAPI app with
+`tracking_in_front`, so a click does not pass FastAPI's own layers either; it then answers
+an unexpected error itself: a plain 500 in the API's error shape, the traceback only logged.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from collections.abc import Iterable
 from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from perfmark.adapters.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from perfmark.adapters.metrics import render_metrics
-from perfmark.domain.events import DropReason
+from perfmark.domain.events import DropReason, EventType
 from perfmark.errors import error_body
 from perfmark.ingest.click import ClickTracker
 from perfmark.ingest.conversions import CLICK_COOKIE, ConversionRejected, ConversionTracker
-from perfmark.ingest.hits import Hit, ParameterTooLong
+from perfmark.ingest.hits import Hit, ParameterTooLong, TooManyParameters
 from perfmark.ingest.segment import MAX_MESSAGE_BYTES, SegmentTracker, write_key_from
 from perfmark.ingest.visitor import VISITOR_COOKIE
 from perfmark.settings import Settings
 
-__all__ = ["GIF", "TrackingLayer"]
+__all__ = ["GIF", "TrackingLayer", "tracking_in_front"]
+
+logger = logging.getLogger("perfmark.web")
 
 #: The classic 1x1 transparent GIF, 43 bytes.
 GIF = (
@@ -47,6 +54,14 @@ _NOT_FOUND_PAGE = (
     b"<h1>This link is not available</h1><p>The offer behind it is unknown or no longer running.</p>"
 )
 _CORS = [(b"access-control-allow-origin", b"*")]
+#: The headers every answered click starts with (then its cookies and its location).
+_CLICK_HEADERS = (
+    (b"content-type", b"text/plain"),
+    (b"content-length", b"0"),
+    *_NO_CACHE,
+    (b"referrer-policy", b"no-referrer-when-downgrade"),
+)
+_INTERNAL_ERROR_MESSAGE = "something went wrong on our side; it has been logged"
 _SEGMENT_PATHS = {
     "/v1/track": "track",
     "/v1/identify": "identify",
@@ -73,14 +88,23 @@ class TrackingLayer:
         clicks: ClickTracker,
         conversions: ConversionTracker,
         segment: SegmentTracker,
+        answer_errors: bool = False,
     ) -> None:
         self.app = app
         self.settings = settings
         self.clicks = clicks
         self.conversions = conversions
         self.segment = segment
+        #: In front of the whole app nothing else turns an exception into a 500: do it here.
+        self.answer_errors = answer_errors
         self.country_header = b"cf-ipcountry"
         self.cookie_max_age = settings.cookie_lifetime_days * 86400
+        secure = "; Secure" if settings.base_url.startswith("https://") else ""
+        same_site = "None" if secure else "Lax"
+        #: What follows `name=value` in each Set-Cookie (the settings do not change at run time).
+        self.cookie_attributes = (
+            f"; Max-Age={self.cookie_max_age}; Path=/; HttpOnly; SameSite={same_site}{secure}"
+        ).encode()
         self.snippet = (files("perfmark.web") / "static" / "t.js").read_bytes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,16 +131,22 @@ class TrackingLayer:
             else:
                 await self.app(scope, receive, send)
         except ParameterTooLong as exc:
+            self.clicks.count(_event_type_of(path), DropReason.MALFORMED)
             await _json_error(send, 400, "malformed_request", str(exc), exc.name)
+        except Exception:
+            if not self.answer_errors:
+                raise  # the app around this layer renders it
+            logger.exception("internal error on %s %s", scope["method"], path)
+            try:
+                await _json_error(send, 500, "internal_error", _INTERNAL_ERROR_MESSAGE)
+            except Exception:  # the answer had already begun: the server closes the connection
+                logger.debug("could not answer the failed request with a 500", exc_info=True)
 
     def _hit(self, scope: Scope) -> Hit:
         hit = Hit(method=scope["method"])
         query: bytes = scope.get("query_string", b"")
         if query:
-            try:
-                pairs = parse_qsl(query.decode("latin-1"), max_num_fields=MAX_QUERY_FIELDS)
-            except ValueError:
-                raise ParameterTooLong("query", len(query), MAX_QUERY_FIELDS) from None
+            pairs = _query_pairs(query)
             limit = self.settings.max_param_chars
             for name, value in pairs:
                 if len(value) > limit or len(name) > limit:
@@ -142,26 +172,28 @@ class TrackingLayer:
             await _json_error(send, 405, "method_not_allowed", "tracking links answer GET and HEAD")
             return
         outcome = self.clicks.click(slug, self._hit(scope))
-        headers = list(_NO_CACHE)
-        headers.append((b"referrer-policy", b"no-referrer-when-downgrade"))
+        headers = list(_CLICK_HEADERS)
         if outcome.new_visitor and outcome.visitor_id:
             headers.append(self._cookie(VISITOR_COOKIE, outcome.visitor_id))
-        if outcome.click_id and outcome.status == 302:
+        # Only a counted click may replace the click cookie (a not-targeted one would
+        # overwrite the visitor's real click), and cookieless mode sets no cookie at all.
+        if (
+            outcome.click_id
+            and outcome.status == 302
+            and outcome.drop is None
+            and not self.settings.cookieless
+        ):
             headers.append(self._cookie(CLICK_COOKIE, outcome.click_id))
         if outcome.status == 302 and outcome.location:
             headers.append((b"location", outcome.location.encode("latin-1", "strict")))
-            await _respond(send, 302, b"", b"text/plain", headers)
+            await send({"type": "http.response.start", "status": 302, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
         else:
+            del headers[:2]  # _respond puts its own content type and length first
             await _respond(send, 404, _NOT_FOUND_PAGE, b"text/html; charset=utf-8", headers)
 
     def _cookie(self, name: str, value: str) -> tuple[bytes, bytes]:
-        secure = "; Secure" if self.settings.base_url.startswith("https://") else ""
-        same_site = "None" if secure else "Lax"
-        return (
-            b"set-cookie",
-            f"{name}={value}; Max-Age={self.cookie_max_age}; Path=/; HttpOnly; "
-            f"SameSite={same_site}{secure}".encode(),
-        )
+        return (b"set-cookie", f"{name}={value}".encode() + self.cookie_attributes)
 
     async def _impression(self, scope: Scope, send: Send, slug: str) -> None:
         try:
@@ -170,6 +202,7 @@ class TrackingLayer:
             if outcome.new_visitor and outcome.visitor_id:
                 headers.append(self._cookie(VISITOR_COOKIE, outcome.visitor_id))
         except ParameterTooLong:
+            self.clicks.count(EventType.IMPRESSION, DropReason.MALFORMED)
             headers = list(_NO_CACHE)
         await _respond(send, 200, GIF, b"image/gif", headers)
 
@@ -181,6 +214,7 @@ class TrackingLayer:
         except ConversionRejected as exc:
             headers.append((b"x-perfmark-error", exc.reason.value.encode()))
         except ParameterTooLong:
+            self.conversions.count(EventType.CONVERSION, DropReason.MALFORMED)
             headers.append((b"x-perfmark-error", b"malformed"))
         await _respond(send, 200, GIF, b"image/gif", headers)
 
@@ -209,7 +243,8 @@ class TrackingLayer:
 
     async def _segment(self, scope: Scope, receive: Receive, send: Send, kind: str | None) -> None:
         if scope["method"] == "OPTIONS":  # CORS preflight from browser SDKs
-            await _respond(send, 204, b"", b"text/plain", _CORS + [
+            await _respond(send, 204, b"", b"text/plain", [
+                *_CORS,
                 (b"access-control-allow-methods", b"POST, OPTIONS"),
                 (b"access-control-allow-headers", b"authorization, content-type, content-encoding"),
                 (b"access-control-max-age", b"86400"),
@@ -225,6 +260,11 @@ class TrackingLayer:
             return
         try:
             body = json.loads(_decompress(scope, raw, limit) or b"{}")
+        except _InflatedTooLarge:
+            await _json_error(
+                send, 413, "payload_too_large", f"the decompressed body is above {limit} bytes"
+            )
+            return
         except (ValueError, OSError, zlib.error):
             await _json_error(send, 400, "malformed_request", "the body is not valid JSON")
             return
@@ -253,6 +293,57 @@ class TrackingLayer:
         await _respond(send, 200, b'{"success":true}', b"application/json", _CORS)
 
 
+def tracking_in_front(app: Starlette) -> TrackingLayer:
+    """Move the TrackingLayer that create_app() installed to in front of the whole `app`.
+
+    create_app() adds the layer as middleware, inside Starlette's error handling and
+    FastAPI's own layers, which a click then passes through for nothing (about 20 us of a
+    click, measured). Call this before the app has served a request; it returns the ASGI
+    app to serve (the layer, which hands everything else, lifespan included, to `app`).
+    """
+    for index, middleware in enumerate(app.user_middleware):
+        factory: object = middleware.cls
+        if factory is TrackingLayer:
+            if app.middleware_stack is not None:
+                raise RuntimeError("the app has already started; call this before serving")
+            del app.user_middleware[index]
+            options: dict[str, Any] = dict(middleware.kwargs)
+            return TrackingLayer(app, answer_errors=True, **options)
+    raise ValueError("the app has no TrackingLayer middleware; build it with create_app()")
+
+
+def _query_pairs(query: bytes) -> list[tuple[str, str]]:
+    """The pairs of parse_qsl(query decoded as UTF-8, max_num_fields=MAX_QUERY_FIELDS).
+
+    The same result (blank values dropped, `+` and %-escapes decoded), without
+    parse_qsl's per-call argument coercion and with unquote() only where there is
+    something to decode: a click's query is parsed on every request.
+    """
+    # Browsers %-encode; a raw non-ASCII byte can only be meant as UTF-8.
+    text = query.decode("utf-8", "replace")
+    if text.count("&") >= MAX_QUERY_FIELDS:  # parse_qsl's limit: 1 + separators fields
+        raise TooManyParameters(MAX_QUERY_FIELDS)
+    pairs = []
+    for part in text.split("&"):
+        name, _equals, value = part.partition("=")
+        if not value:  # no "=" or nothing after it: a blank value, which is not kept
+            continue
+        if "%" in part or "+" in part:
+            name = unquote(name.replace("+", " "))
+            value = unquote(value.replace("+", " "))
+        pairs.append((name, value))
+    return pairs
+
+
+def _event_type_of(path: str) -> str:
+    """The event type a tracking path records, for counting a request refused early."""
+    if path.startswith("/c/"):
+        return EventType.CLICK.value
+    if path in _SEGMENT_PATHS:
+        return "segment"
+    return EventType.CONVERSION.value
+
+
 def _with_context(message: Any, context: dict[str, Any]) -> Any:
     if isinstance(message, dict) and "context" not in message:
         return {**message, "context": context}
@@ -266,13 +357,17 @@ def _is_form(scope: Scope) -> bool:
     return False
 
 
+class _InflatedTooLarge(ValueError):
+    """A compressed body that inflates past the size limit."""
+
+
 def _decompress(scope: Scope, raw: bytes, limit: int) -> bytes:
     for name, value in scope["headers"]:
         if name == b"content-encoding" and value.strip().lower() == b"gzip":
             decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
             data = decompressor.decompress(raw, limit + 1)
             if len(data) > limit:
-                raise ValueError("decompressed body too large")
+                raise _InflatedTooLarge
             return data
     return raw
 

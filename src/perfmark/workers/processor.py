@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from perfmark.adapters.lake import LakeWriter
+from perfmark.adapters.lake import LakeWriter, event_ids_since
 from perfmark.adapters.metrics import count_event
 from perfmark.adapters.store.engine import transaction
 from perfmark.adapters.store.schema import clicks, conversions
@@ -39,6 +39,7 @@ from perfmark.adapters.store.tracking import (
 from perfmark.adapters.useragent import bot_reason, parse_user_agent
 from perfmark.adapters.wal_reader import Checkpoint, WalReader
 from perfmark.billing.domain.pricing import quote_event
+from perfmark.billing.services.events import post_billable_events  # billing (issue 6)
 from perfmark.clock import utc
 from perfmark.domain.events import (
     EVENT_FIELDS,
@@ -56,12 +57,23 @@ from perfmark.money import Money
 from perfmark.services.container import Container
 from perfmark.services.tracking_config import ConfigCache
 from perfmark.settings import lake_directory, wal_directory
+from perfmark.workers.recent_ids import DEDUPE_WINDOW_MS, RecentEventIds
 
 __all__ = ["BatchResult", "Processor"]
 
 logger = logging.getLogger("perfmark.processor")
 
 DEFAULT_BATCH_RECORDS = 20_000
+#: Ids derived from a client's messageId: a retry sends the same id again.
+_REPEATABLE_ID_PREFIX = "evt_m"
+#: Keys the processor keeps in a conversion row's data, next to the event's fields: the log
+#: position of the record that stored it, and the status changes applied to it (by event
+#: id: position and previous status). A batch redone after a crash finds its own records
+#: there and writes their events to the lake again instead of dropping them as duplicates.
+_ORIGIN_KEY = "_origin"
+_STATUS_EVENTS_KEY = "_status_events"
+#: The store's width of conversions.visitor_id; longer anonymous ids stay in `data` only.
+_MAX_STORED_VISITOR_CHARS = 64
 #: Attributes a conversion inherits from the click it is attributed to.
 _FROM_CLICK = (
     "campaign_id", "publisher_id", "advertiser_id", "offer_id", "link_id", "channel", "creative",
@@ -115,7 +127,12 @@ class Processor:
         self.lake = LakeWriter(lake_directory(settings))
         self.marker = lake_directory(settings) / "_pending_batch.json"
         self.config = ConfigCache(container.engine, settings.config_cache_ttl_ms)
+        self._origins: dict[str, str] = {}
         self.recover()
+        self.recent = RecentEventIds()
+        since_ms = _now_ms(container) - DEDUPE_WINDOW_MS
+        for event_id, ts_ms in event_ids_since(self.lake.root, since_ms, _REPEATABLE_ID_PREFIX):
+            self.recent.add(event_id, ts_ms)
 
     def recover(self) -> None:
         """Undo the outputs of a batch that crashed before its checkpoint was saved."""
@@ -126,6 +143,7 @@ class Processor:
         if not committed:
             for name in pending["files"]:
                 Path(name).unlink(missing_ok=True)
+                Path(name).with_suffix(".parquet.tmp").unlink(missing_ok=True)
             logger.warning("redoing batch %s that did not commit", pending["batch_id"])
         self.marker.unlink()
 
@@ -140,13 +158,18 @@ class Processor:
             return result
         self.config.refresh()
         events = []
+        origins: dict[str, str] = {}
         for record in batch.records:
             try:
-                events.append(decode_event(record.payload))
+                event = decode_event(record.payload)
             except (ValueError, TypeError):
                 result.drop(DropReason.MALFORMED)
                 self.count("unknown", DropReason.MALFORMED)
+                continue
+            events.append(event)
+            origins.setdefault(event.event_id, f"{record.segment}:{record.offset_after}")
         events = self._dedupe_in_batch(events, result)
+        self._origins = origins
         for event in events:
             self._enrich(event)
         kept = self._write_store(events, result)
@@ -156,6 +179,11 @@ class Processor:
         self.lake.write(batch_id, kept)
         self.reader.save_checkpoint(batch.checkpoint)
         self.marker.unlink()
+        # Only now, with the batch committed: a batch that fails is redone from scratch.
+        now_ms = _now_ms(self.container)
+        for event in kept:
+            if _repeatable(event):
+                self.recent.add(event.event_id, now_ms)
         result.written = len(kept)
         return result
 
@@ -204,7 +232,7 @@ class Processor:
         seen: set[str] = set()
         unique = []
         for event in events:
-            if event.event_id in seen:
+            if event.event_id in seen or (_repeatable(event) and event.event_id in self.recent):
                 result.drop(DropReason.DUPLICATE)
                 self.count(event.type, DropReason.DUPLICATE)
                 continue
@@ -216,7 +244,9 @@ class Processor:
         if event.user_agent and event.type in _ENRICHED_TYPES:
             agent = parse_user_agent(event.user_agent)
             event.device, event.os, event.browser = agent.device, agent.os, agent.browser
-        if event.type in _ENRICHED_TYPES and not event.is_bot:
+        # Events from the event API without an agent were sent by a server, not by a bot.
+        server_side = event.source == "segment" and not event.user_agent
+        if event.type in _ENRICHED_TYPES and not event.is_bot and not server_side:
             reason = bot_reason(event.user_agent)
             if reason is not None:
                 event.is_bot, event.bot_reason = True, reason
@@ -251,12 +281,18 @@ class Processor:
                         kept.append(processed)
                 else:
                     kept.append(event)
+            # Billing (issue 6): charge, reserve budgets/caps, approve/reverse, queue postbacks.
+            post_billable_events(conn, kept, self.config.snapshot, self.container.clock.now())
         return kept
 
     def _conversion(
         self, conn: Any, event: TrackedEvent, result: BatchResult
     ) -> TrackedEvent | None:
-        if conversion_by_event(conn, event.event_id) is not None:
+        stored = conversion_by_event(conn, event.event_id)
+        if stored is not None:
+            if stored["data"].get(_ORIGIN_KEY) == self._origins.get(event.event_id):
+                # This very record was stored by a batch that crashed before its checkpoint.
+                return _event_of(stored["data"])
             result.drop(DropReason.DUPLICATE)
             self.count(event.type, DropReason.DUPLICATE)
             return None
@@ -310,7 +346,9 @@ class Processor:
                 campaign_id=event.campaign_id,
                 publisher_id=event.publisher_id,
                 advertiser_id=event.advertiser_id,
-                visitor_id=event.visitor_id,
+                visitor_id=event.visitor_id
+                if len(event.visitor_id or "") <= _MAX_STORED_VISITOR_CHARS
+                else None,
                 customer_id=event.customer_id,
                 value=Decimal(event.value) if event.value else None,
                 currency=event.currency,
@@ -318,7 +356,10 @@ class Processor:
                 source=event.source or "api",
                 is_bot=event.is_bot,
                 updated_at=moment,
-                data=json.loads(event.to_json()),
+                data={
+                    **json.loads(event.to_json()),
+                    _ORIGIN_KEY: self._origins.get(event.event_id),
+                },
             )
         )
         return event
@@ -370,21 +411,27 @@ class Processor:
     def _status_change(
         self, conn: Any, existing: dict[str, Any], event: TrackedEvent, result: BatchResult
     ) -> TrackedEvent | None:
+        origin = self._origins.get(event.event_id)
+        applied: dict[str, list[str | None]] = existing["data"].get(_STATUS_EVENTS_KEY, {})
+        if event.event_id in applied:
+            applied_origin, previous = applied[event.event_id]
+            if applied_origin == origin and previous is not None:
+                # Applied by a batch that crashed before its checkpoint: write it again.
+                return _status_event(existing, event, previous, event.status or "")
+            result.drop(DropReason.DUPLICATE)  # a replayed status postback
+            self.count(event.type, DropReason.DUPLICATE)
+            return None
         current = ConversionStatus(existing["status"])
         wanted = ConversionStatus(event.status or current)
         if wanted == current or wanted not in _STATUS_CHANGES[current]:
             result.drop(DropReason.DUPLICATE)
             self.count(event.type, DropReason.DUPLICATE)
             return None
-        set_conversion_status(conn, existing["id"], wanted.value, _moment(event))
-        known = {k: v for k, v in existing["data"].items() if k in EVENT_FIELDS}
-        change = TrackedEvent(**{**known, "event_id": event.event_id})
-        change.type = EventType.CONVERSION_STATUS.value
-        change.ts_ms = event.ts_ms
-        change.status = wanted.value
-        change.previous_status = current.value
-        change.properties = {"conversion_event_id": existing["event_id"]}
-        return change
+        data = {**existing["data"], _STATUS_EVENTS_KEY: {
+            **applied, event.event_id: [origin, current.value]
+        }}  # fmt: skip
+        set_conversion_status(conn, existing["id"], wanted.value, _moment(event), data)
+        return _status_event(existing, event, current.value, wanted.value)
 
 
 _PRICED_TRAFFIC = frozenset({EventType.CLICK, EventType.IMPRESSION})
@@ -397,6 +444,36 @@ _BILLABLE_OF_TYPE = {
 
 def _moment(event: TrackedEvent) -> datetime:
     return datetime.fromtimestamp(event.ts_ms / 1000, tz=UTC)
+
+
+def _now_ms(container: Container) -> int:
+    return int(container.clock.now().timestamp() * 1000)
+
+
+def _repeatable(event: TrackedEvent) -> bool:
+    """Whether a client may resend this event under the same id (conversions: see the store)."""
+    return event.event_id.startswith(_REPEATABLE_ID_PREFIX) and event.type not in (
+        EventType.CONVERSION,
+        EventType.CONVERSION_STATUS,
+    )
+
+
+def _event_of(data: dict[str, Any]) -> TrackedEvent:
+    """The event a conversion row was stored from (the processor's own keys left out)."""
+    return TrackedEvent(**{key: value for key, value in data.items() if key in EVENT_FIELDS})
+
+
+def _status_event(
+    existing: dict[str, Any], event: TrackedEvent, previous: str, status: str
+) -> TrackedEvent:
+    """The lake event of a status change of the stored conversion `existing`."""
+    change = _event_of({**existing["data"], "event_id": event.event_id})
+    change.type = EventType.CONVERSION_STATUS.value
+    change.ts_ms = event.ts_ms
+    change.status = status
+    change.previous_status = previous
+    change.properties = {"conversion_event_id": existing["event_id"]}
+    return change
 
 
 def _click_row(event: TrackedEvent) -> dict[str, Any]:

@@ -454,3 +454,97 @@ sessions = Table(
     Column("last_seen_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+# --- Optimizer (issue 8): automated rules, their audit log, experiments and bandit weights ---
+
+__all__ += [
+    "optimize_audit",
+    "optimize_experiments",
+    "optimize_parked_items",
+    "optimize_rule_targets",
+    "optimize_rules",
+    "optimize_weight_history",
+]
+
+#: Automated rules: the rule as JSON; `next_run_at` is when the scheduler runs it next.
+optimize_rules = Table(
+    "optimize_rules",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("next_run_at", DateTime(timezone=True), nullable=True),
+    Column("last_run_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("archived_at", DateTime(timezone=True), nullable=True),
+    Index("ix_optimize_rules_due", "enabled", "next_run_at"),
+)
+
+#: When a rule last fired on each target (its cooldown starts there).
+optimize_rule_targets = Table(
+    "optimize_rule_targets",
+    metadata,
+    Column("rule_id", ID, ForeignKey("optimize_rules.id"), primary_key=True),
+    Column("target_id", String(300), primary_key=True),
+    Column("last_fired_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Every evaluation and action of rules, bandit allocations and the budget autopilot.
+optimize_audit = Table(
+    "optimize_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("source_id", String(64), nullable=False),
+    Column("target_kind", String(16), nullable=False),
+    Column("target_id", String(300), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("applied", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_optimize_audit_source", "workspace_id", "source_id", "at"),
+    Index("ix_optimize_audit_at", "workspace_id", "at"),
+)
+
+#: A/B/n experiments over a campaign's landing pages or creatives, or over offers.
+optimize_experiments = Table(
+    "optimize_experiments",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("campaign_id", ID, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("next_allocation_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("archived_at", DateTime(timezone=True), nullable=True),
+    Index("ix_optimize_experiments_due", "status", "next_allocation_at"),
+)
+
+#: The arms' rotation weights from each moment on (a sample-ratio check needs what was served).
+optimize_weight_history = Table(
+    "optimize_weight_history",
+    metadata,
+    Column("experiment_id", ID, ForeignKey("optimize_experiments.id"), primary_key=True),
+    Column("at", DateTime(timezone=True), primary_key=True),
+    Column("weights", JSON, nullable=False),
+)
+
+#: Landing pages and creatives a rule took out of a rotation, kept so a resume can restore them.
+optimize_parked_items = Table(
+    "optimize_parked_items",
+    metadata,
+    Column("campaign_id", ID, ForeignKey("campaigns.id"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False),
+)

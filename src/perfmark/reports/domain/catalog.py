@@ -15,10 +15,12 @@ __all__ = [
     "BASE_MEASURES",
     "DIMENSIONS",
     "METRICS",
+    "NON_ADDITIVE_MEASURES",
     "TIME_DIMENSIONS",
     "Dimension",
     "Metric",
     "derive",
+    "measures_of",
 ]
 
 #: Measures the engine aggregates per group (counts and exact sums).
@@ -43,6 +45,12 @@ BASE_MEASURES = (
     "median_seconds_to_convert",
 )
 
+#: Measures that cannot be added up across groups (distinct counts, a median): the engine
+#: computes them for exactly the groups a report shows, never from partial groups or rollups.
+NON_ADDITIVE_MEASURES = frozenset(
+    {"unique_clicks", "customers", "new_customers", "median_seconds_to_convert"}
+)
+
 Values = Mapping[str, Decimal | int | None]
 
 
@@ -54,6 +62,7 @@ class Metric:
     formula: str
     compute: Callable[[Values], Decimal | int | None]
     money: bool = False
+    count: bool = False  #: always a whole number (exports show it as an integer)
 
 
 def _d(values: Values, name: str) -> Decimal:
@@ -76,16 +85,16 @@ def _profit(values: Values) -> Decimal:
 
 
 _METRIC_LIST = (
-    Metric("impressions", "count of valid impressions", lambda v: _d(v, "impressions")),
-    Metric("clicks", "count of valid clicks (no bots, no fallback redirects)", lambda v: _d(v, "clicks")),
-    Metric("unique_clicks", "distinct visitors among valid clicks", lambda v: _d(v, "unique_clicks")),
+    Metric("impressions", "count of valid impressions", lambda v: _d(v, "impressions"), count=True),
+    Metric("clicks", "count of valid clicks (no bots, no fallback redirects)", lambda v: _d(v, "clicks"), count=True),
+    Metric("unique_clicks", "distinct visitors among valid clicks", lambda v: _d(v, "unique_clicks"), count=True),
     Metric("ctr", "clicks / impressions", lambda v: _ratio(_d(v, "clicks"), _d(v, "impressions"))),
-    Metric("conversions", "conversions pending + approved", _conversions),
-    Metric("conversions_pending", "conversions now pending", lambda v: _d(v, "conversions_pending")),
-    Metric("conversions_approved", "conversions now approved", lambda v: _d(v, "conversions_approved")),
-    Metric("conversions_rejected", "conversions now rejected", lambda v: _d(v, "conversions_rejected")),
-    Metric("conversions_refunded", "conversions now refunded", lambda v: _d(v, "conversions_refunded")),
-    Metric("conversions_over_cap", "conversions recorded over a cap (not billable)", lambda v: _d(v, "conversions_over_cap")),
+    Metric("conversions", "conversions pending + approved", _conversions, count=True),
+    Metric("conversions_pending", "conversions now pending", lambda v: _d(v, "conversions_pending"), count=True),
+    Metric("conversions_approved", "conversions now approved", lambda v: _d(v, "conversions_approved"), count=True),
+    Metric("conversions_rejected", "conversions now rejected", lambda v: _d(v, "conversions_rejected"), count=True),
+    Metric("conversions_refunded", "conversions now refunded", lambda v: _d(v, "conversions_refunded"), count=True),
+    Metric("conversions_over_cap", "conversions recorded over a cap (not billable)", lambda v: _d(v, "conversions_over_cap"), count=True),
     Metric("conversion_rate", "conversions / clicks", lambda v: _ratio(_conversions(v), _d(v, "clicks"))),
     Metric("cost", "what advertisers are charged: CPC, CPM and conversion prices, plus imported ad spend", lambda v: _d(v, "cost"), money=True),
     Metric("revenue", "value of conversions pending + approved", lambda v: _d(v, "revenue"), money=True),
@@ -103,8 +112,8 @@ _METRIC_LIST = (
     Metric("epc", "revenue / clicks", lambda v: _ratio(_d(v, "revenue"), _d(v, "clicks")), money=True),
     Metric("aov", "sales revenue / sales (conversions of sale goals)", lambda v: _ratio(_d(v, "sales_revenue"), _d(v, "sales")), money=True),
     Metric("median_time_to_convert", "median seconds from click to conversion", lambda v: v.get("median_seconds_to_convert")),
-    Metric("customers", "distinct customers (or visitors) who converted", lambda v: _d(v, "customers")),
-    Metric("new_customers", "customers whose first conversion ever is in the period", lambda v: _d(v, "new_customers")),
+    Metric("customers", "distinct customers (or visitors) who converted", lambda v: _d(v, "customers"), count=True),
+    Metric("new_customers", "customers whose first conversion ever is in the period", lambda v: _d(v, "new_customers"), count=True),
     Metric("ltv", "revenue / customers over the period", lambda v: _ratio(_d(v, "revenue"), _d(v, "customers")), money=True),
 )  # fmt: skip
 
@@ -115,6 +124,32 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in _METRIC_LIST}
 def derive(values: Values, names: tuple[str, ...]) -> dict[str, Decimal | int | None]:
     """Compute the named metrics from one group's base measures."""
     return {name: METRICS[name].compute(values) for name in names}
+
+
+class _Reads(dict[str, Decimal | int | None]):
+    """Base measures that all read as 1 and remember being read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def get(self, key: str, default: object = None) -> Decimal | int | None:
+        self.names.add(key)
+        return 1
+
+
+def measures_of(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The base measures the named metrics read, in BASE_MEASURES order.
+
+    Found by running each formula once on a recording mapping (every formula reads all of
+    its inputs before it divides), so the list can never drift from the formulas.
+    """
+    reads = _Reads()
+    derive(reads, metrics)
+    unknown = reads.names - set(BASE_MEASURES)
+    if unknown:  # a formula reading a measure the engine does not compute is a bug here
+        raise KeyError(f"metrics read unknown base measures {sorted(unknown)}")
+    return tuple(name for name in BASE_MEASURES if name in reads.names)
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,11 @@ def parse_report_request(
     if last < first:
         raise ValidationError(f"to ({last}) is before from ({first})", field="to")
     if (last - first).days >= MAX_RANGE_DAYS:
-        raise ValidationError(f"the range is longer than {MAX_RANGE_DAYS} days", field="to")
+        raise ValidationError(
+            f"from {first} to {last} is {(last - first).days + 1} days; "
+            f"ask for at most {MAX_RANGE_DAYS} days",
+            field="to",
+        )
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -1,0 +1,3 @@
+"""Billing use cases: posting, budgets and holds, approvals, statements, postbacks."""
+
+__all__: list[str] = []

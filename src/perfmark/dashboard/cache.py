@@ -1,0 +1,88 @@
+"""Report results kept until the lake changes, so pages and their polling stay fast.
+
+A report over the lake's Parquet files costs a scan (seconds once the demo's hundreds of
+hourly files are there, on a busy machine); the same page asked again, or polled, before
+the processor commits anything new gets the kept result. The lake's version is read from
+its hour partitions: their files and directory times change with every file written.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from perfmark.reports.domain.request import ReportRequest
+from perfmark.reports.service import ReportResult, run_report
+from perfmark.services.container import Container
+from perfmark.settings import lake_directory
+
+__all__ = [
+    "MAX_CACHED_REPORTS",
+    "cached_over_lake",
+    "cached_report",
+    "clear_report_cache",
+    "lake_version",
+]
+
+T = TypeVar("T")
+
+#: Reports kept per process (least recently used dropped first): a few per page and period.
+MAX_CACHED_REPORTS = 256
+
+_lock = threading.Lock()
+_results: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+
+
+def lake_version(container: Container) -> str:
+    """A token that changes whenever a file is added to (or removed from) the lake."""
+    events = Path(lake_directory(container.settings)) / "events"
+    newest = 0
+    count = 0
+    try:
+        days = list(os.scandir(events))
+    except FileNotFoundError:
+        return "empty"
+    for day in days:
+        if not day.is_dir():
+            continue
+        for hour in os.scandir(day.path):
+            if hour.is_dir():
+                # Files and the directory's time: two writes in one clock tick still differ.
+                count += len(os.listdir(hour.path))
+                newest = max(newest, hour.stat().st_mtime_ns)
+    return f"{count}.{newest}"
+
+
+def cached_over_lake(container: Container, key: str, compute: Callable[[], T]) -> T:
+    """`compute()`, or its result from before if the lake has not changed since.
+
+    `key` must name everything the result depends on besides the lake (a request's repr).
+    """
+    lake = str(lake_directory(container.settings).resolve())
+    full_key = (lake, lake_version(container), key)
+    with _lock:
+        if full_key in _results:
+            _results.move_to_end(full_key)
+            found: T = _results[full_key]
+            return found
+    result = compute()
+    with _lock:
+        _results[full_key] = result
+        while len(_results) > MAX_CACHED_REPORTS:
+            _results.popitem(last=False)
+    return result
+
+
+def cached_report(container: Container, request: ReportRequest) -> ReportResult:
+    """`run_report`, or its result from before if the lake has not changed since."""
+    return cached_over_lake(container, repr(request), lambda: run_report(container, request))
+
+
+def clear_report_cache() -> None:
+    """Forget every kept result (tests that rewrite a lake in place)."""
+    with _lock:
+        _results.clear()

@@ -1,0 +1,1 @@
+"""Optimizer use cases: rules, experiments, budget allocation and bids over the reports."""

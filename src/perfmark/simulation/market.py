@@ -1,0 +1,718 @@
+"""`perfmark simulate`: a synthetic market that sends real traffic while the optimizer acts.
+
+The market has channels (one publisher and one CPC campaign each) with a hidden saturating
+response to spend, landing pages with hidden conversion multipliers and sub ids with hidden
+quality. Day by day, on a FixedClock: the policy acts at local midnight (the optimizer runs
+its budget autopilot and the scheduler's due rules and bandit allocations), then each
+active campaign buys `floor(daily budget / CPC)` clicks, sent through the real `/c/<slug>`
+endpoint of the ASGI app in-process; the tracker's rotation picks the landing page, and a
+click converts with its hidden probability, reported by a real `/postback`. At the end of
+the day the processor turns the log into the lake that the optimizer reads the next morning.
+
+Hidden truth of a channel: expected conversions per day at spend s are the Hill curve
+f(s) = ymax s^k / (ec50^k + s^k). The j-th click of a day costs the CPC c and converts
+with probability (f(j c) - f((j - 1) c)) x landing-page multiplier x sub-id multiplier, so a
+day's expected conversions follow the curve, and better pages and sub ids convert more.
+Every random draw of a (day, channel) comes from its own seeded stream, so policies run on
+the same seed see the same visitors ("common random numbers").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import random
+import tempfile
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import numpy as np
+
+from perfmark.adapters.store.engine import transaction
+from perfmark.adapters.store.kinds import ADVERTISERS, CAMPAIGNS, GOALS, LINKS, OFFERS, PUBLISHERS
+from perfmark.billing.services.schedule import run_billing_checks
+from perfmark.clock import FixedClock
+from perfmark.domain.accounts import Role, WorkspaceSpec
+from perfmark.domain.campaigns import CampaignSpec, CampaignStatus
+from perfmark.domain.links import LinkStatus, TrackingLinkSpec
+from perfmark.domain.offers import GoalKind, GoalSpec, OfferSpec, WeightedUrl
+from perfmark.domain.parties import AdvertiserSpec, Channel, PublisherSpec
+from perfmark.domain.pricing import Price, PricingModel, PricingRule
+from perfmark.ingest.click import ClickTracker
+from perfmark.optimize import store
+from perfmark.optimize.domain.allocation import AllocationCandidate, allocate_budget
+from perfmark.optimize.domain.response_curves import CurveModel, ResponseCurve, hill_value
+from perfmark.optimize.services import allocation, experiments, rules
+from perfmark.services import catalog
+from perfmark.services.accounts import create_workspace
+from perfmark.services.container import Container, Principal, build_container
+from perfmark.settings import load_settings
+from perfmark.web.app import create_app
+from perfmark.workers.processor import Processor
+from perfmark.workers.scheduler import run_due_jobs
+
+__all__ = [
+    "ChannelTruth",
+    "DaySummary",
+    "MarketTruth",
+    "Policy",
+    "SimulationConfig",
+    "SimulationResult",
+    "click_chances",
+    "default_market",
+    "exploration_budgets",
+    "run_market",
+    "simulate",
+]
+
+#: Clicks arrive in the first 20 hours of a day, conversions at most 3 hours later, so a
+#: day's conversions land on that day (whatever the report's date basis).
+CLICK_HOURS = 20
+MAX_CONVERSION_DELAY_S = 3 * 3600
+MIN_CONVERSION_DELAY_S = 60
+#: Spread of a conversion's value around its channel's mean (log-normal sigma).
+VALUE_SIGMA = 0.5
+#: Exploration days spend from this multiple of an even share to that one.
+EXPLORATION_RANGE = (0.2, 1.8)
+#: The share of rotation every landing page keeps while the bandit learns.
+DEFAULT_MIN_SHARE = 0.05
+_ONCE_A_DAY_MINUTES = 24 * 60
+_USER_AGENT = (
+    b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    b"Chrome/124.0 Safari/537.36"
+)
+_LANDING_HOST = "https://market.example"
+
+
+@dataclass(frozen=True)
+class ChannelTruth:
+    """One channel's hidden truth: its CPC, response curve, value per conversion, sub ids."""
+
+    name: str
+    cpc: Decimal
+    ymax: float  #: conversions per day that unlimited spend would bring
+    ec50: float  #: the daily spend that brings half of ymax
+    shape: float
+    value_mean: float  #: mean value of one conversion
+    subs: tuple[tuple[str, float], ...] = (("main", 1.0),)  #: sub id and quality multiplier
+    decay_from_day: int | None = None  #: from this day on, conversions drop...
+    decay_factor: float = 1.0  #: ...to this share (a channel that goes bad)
+
+    def expected(self, spend: float) -> float:
+        """Expected conversions per day at this spend (with the average page and sub id)."""
+        return float(hill_value(spend, self.ymax, self.ec50, self.shape))
+
+    def max_click_chance(self) -> float:
+        """The highest chance any one click has (the curve's steepest CPC-wide step)."""
+        # A Hill curve is steepest below ec50, so three times ec50 covers every candidate.
+        clicks = math.ceil(3 * self.ec50 / float(self.cpc)) + 1
+        return max(click_chances(self, clicks, day=0), default=0.0)
+
+
+@dataclass(frozen=True)
+class MarketTruth:
+    """Everything the market hides from the optimizer."""
+
+    channels: tuple[ChannelTruth, ...]
+    arms: tuple[tuple[str, float], ...]  #: landing page key and conversion multiplier
+
+    def __post_init__(self) -> None:
+        best = max(multiplier for _, multiplier in self.arms)
+        for channel in self.channels:
+            chance = channel.max_click_chance() * best * max(_sub_multipliers(channel))
+            if chance > 1:
+                raise ValueError(
+                    f"channel {channel.name!r}: a click would convert with probability "
+                    f"{chance:.2f} > 1, so the curve cannot be met; lower ymax, or raise ec50 "
+                    "or the CPC"
+                )
+
+    @property
+    def best_arm(self) -> tuple[str, float]:
+        """The landing page that converts best."""
+        return max(self.arms, key=lambda arm: arm[1])
+
+    def scaled(self, factor: float) -> MarketTruth:
+        """The same market with `factor` x the traffic: curves stretched along spend and outcome."""
+        return replace(
+            self,
+            channels=tuple(
+                replace(c, ymax=c.ymax * factor, ec50=c.ec50 * factor) for c in self.channels
+            ),
+        )
+
+
+def default_market() -> MarketTruth:
+    """Four channels that saturate differently and three landing pages (at $400 a day)."""
+    subs = (("top", 1.3), ("side", 1.0), ("feed", 0.7))
+    return MarketTruth(
+        channels=(
+            ChannelTruth("search", Decimal("0.50"), 12, 60, 1.0, 40, subs),
+            ChannelTruth("social", Decimal("0.80"), 24, 300, 1.2, 55, subs),
+            ChannelTruth("native", Decimal("1.00"), 6, 40, 1.5, 30, subs),
+            ChannelTruth("display", Decimal("0.60"), 3, 200, 1.0, 35, subs),
+        ),
+        arms=(("lp-a", 0.8), ("lp-b", 1.2), ("lp-c", 1.0)),
+    )
+
+
+class Policy(StrEnum):
+    """Who sets budgets and rotation weights."""
+
+    OPTIMIZER = "optimizer"  #: perfmark's autopilot, bandits and rules
+    EVEN = "even"  #: the total split evenly, pages rotated evenly, nothing changes
+    ORACLE = "oracle"  #: the optimal split of the true curves, only the best page
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """How long, how much, under which policy, and what the optimizer may do."""
+
+    days: int = 30
+    total_budget: Decimal = Decimal(400)
+    policy: Policy = Policy.OPTIMIZER
+    seed: int = 7
+    start: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+    explore_days: int = 7  #: optimizer: days of deliberate spend variation before fitting
+    max_change_pct: Decimal = Decimal(35)  #: autopilot bound per day
+    min_spend_share: float = 0.0  #: optimizer: each campaign keeps this share of the total
+    budget_allocation: bool = True
+    bandit: bool = True
+    min_share: float = DEFAULT_MIN_SHARE
+    rules: tuple[Mapping[str, Any], ...] = ()  #: rule JSON, created before day 1
+
+    def __post_init__(self) -> None:
+        if self.days < 1 or self.total_budget <= 0:
+            raise ValueError("a simulation needs at least 1 day and a budget above 0")
+
+
+@dataclass(frozen=True)
+class DaySummary:
+    """One simulated day, by channel and in total."""
+
+    day: date
+    budgets: Mapping[str, Decimal]
+    clicks: Mapping[str, int]
+    conversions: int
+    revenue: Decimal
+    cost: Decimal
+    expected_conversions: float
+    expected_revenue: float
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Totals of a run, the days, and the optimizer's rule audit log."""
+
+    policy: Policy
+    days: tuple[DaySummary, ...]
+    workspace_id: str
+    campaign_ids: Mapping[str, str]
+    clicks: int
+    conversions: int
+    revenue: Decimal
+    cost: Decimal
+    expected_conversions: float
+    expected_revenue: float
+    bandit_regret: float  #: expected conversions lost against always showing the best page
+    even_rotation_regret: float  #: what an even rotation of the same clicks would have lost
+    arm_clicks: Mapping[str, int]
+    rule_audit: tuple[store.AuditEntry, ...]
+    events_processed: int
+
+
+@dataclass
+class _Market:
+    """The seeded workspace, the app and the running totals."""
+
+    container: Container
+    clock: FixedClock
+    owner: Principal
+    truth: MarketTruth
+    config: SimulationConfig
+    app: Any
+    processor: Processor
+    token: str
+    offer_id: str
+    campaign_ids: dict[str, str] = field(default_factory=dict)
+    slugs: dict[str, str] = field(default_factory=dict)
+    link_ids: dict[str, str] = field(default_factory=dict)
+    arm_of_path: dict[str, str] = field(default_factory=dict)
+    regret: float = 0.0
+    even_regret: float = 0.0
+    arm_clicks: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    txid: int = 0
+
+
+def _seed_workspace(
+    container: Container, truth: MarketTruth, config: SimulationConfig
+) -> tuple[Principal, dict[str, str], dict[str, str], dict[str, str], str, str]:
+    created = create_workspace(
+        container, WorkspaceSpec(name="Market simulation"), "simulator@example.com"
+    )
+    owner = Principal(created.workspace.id, Role.OWNER, actor_id="simulator")
+    advertiser = catalog.create_object(container, owner, ADVERTISERS, AdvertiserSpec("Market Co"))
+    token = catalog.postback_secret(container, owner, ADVERTISERS, advertiser.id)
+    pages = tuple(
+        WeightedUrl(key, f"{_LANDING_HOST}/{key}?clid={{click_id}}", 1, key)
+        for key, _ in truth.arms
+    )
+    offer = catalog.create_object(
+        container, owner, OFFERS, OfferSpec("Product", advertiser.id, pages)
+    )
+    goal = catalog.create_object(
+        container,
+        owner,
+        GOALS,
+        GoalSpec("Sale", "sale", GoalKind.SALE, value_from_conversion=True),
+    )
+    campaign_ids, slugs, link_ids = {}, {}, {}
+    share = (config.total_budget / len(truth.channels)).quantize(Decimal("0.01"), ROUND_DOWN)
+    channels = list(Channel)
+    for index, channel in enumerate(truth.channels):
+        publisher = catalog.create_object(
+            container,
+            owner,
+            PUBLISHERS,
+            PublisherSpec(f"{channel.name} partner", channels[index % len(channels)]),
+        )
+        earns = (channel.cpc * Decimal("0.7")).quantize(Decimal("0.0001"))
+        campaign = catalog.create_object(
+            container,
+            owner,
+            CAMPAIGNS,
+            CampaignSpec(
+                name=f"{channel.name} CPC",
+                advertiser_id=advertiser.id,
+                offer_id=offer.id,
+                channel=channels[index % len(channels)],
+                goal_ids=(goal.id,),
+                pricing=(
+                    PricingRule(
+                        Price(PricingModel.CPC, channel.cpc), Price(PricingModel.CPC, earns)
+                    ),
+                ),
+                daily_budget=share,
+                status=CampaignStatus.ACTIVE,
+                fallback_url=f"{_LANDING_HOST}/paused",
+            ),
+        )
+        link = catalog.create_object(
+            container,
+            owner,
+            LINKS,
+            TrackingLinkSpec(campaign.id, publisher.id, utm_source=channel.name),
+        )
+        campaign_ids[channel.name] = campaign.id
+        slugs[channel.name] = link.spec.slug
+        link_ids[channel.name] = link.id
+    return owner, campaign_ids, slugs, link_ids, token, offer.id
+
+
+def _seed_tracker_rotation(app: Any, seed: int) -> None:
+    # The tracker draws landing pages from its own Random; seed it so a run is repeatable.
+    for middleware in getattr(app, "user_middleware", []):
+        clicks = getattr(middleware, "kwargs", {}).get("clicks")
+        if isinstance(clicks, ClickTracker):
+            clicks.rng = random.Random(seed)
+
+
+async def _get(app: Any, path: str, params: Mapping[str, str]) -> tuple[int, str]:
+    """One GET through the ASGI app in-process; the status and the Location header."""
+    status = 0
+    location = ""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": urlencode(params).encode(),
+        "root_path": "",
+        "headers": [
+            (b"host", b"market.local"),
+            (b"user-agent", _USER_AGENT),
+            (b"cf-ipcountry", b"US"),
+            (b"accept-language", b"en-US"),
+        ],
+        "client": ("198.51.100.20", 40000),
+        "server": ("market.local", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Mapping[str, Any]) -> None:
+        nonlocal status, location
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            for name, value in message.get("headers", []):
+                if name == b"location":
+                    location = value.decode("latin-1")
+
+    await app(scope, receive, send)
+    return status, location
+
+
+@dataclass
+class _DayTotals:
+    clicks: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    conversions: int = 0
+    revenue: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)
+    expected_conversions: float = 0.0
+    expected_revenue: float = 0.0
+
+
+def _sub_multipliers(channel: ChannelTruth) -> list[float]:
+    # Normalised so the traffic-weighted mean is 1: the curve holds for the average sub id.
+    raw = [quality for _, quality in channel.subs]
+    mean = sum(raw) / len(raw)
+    return [quality / mean for quality in raw]
+
+
+def click_chances(channel: ChannelTruth, count: int, day: int) -> list[float]:
+    """Each of a day's clicks' chance to convert (average page and sub id): f(j c) - f((j-1) c).
+
+    They sum to f(count x CPC): the day's expected conversions follow the hidden curve.
+    """
+    cpc = float(channel.cpc)
+    decay = (
+        channel.decay_factor
+        if channel.decay_from_day is not None and day >= channel.decay_from_day
+        else 1.0
+    )
+    spends = np.arange(count + 1, dtype=np.float64) * cpc
+    cumulative = hill_value(spends, channel.ymax, channel.ec50, channel.shape)
+    return [float(step) * decay for step in np.diff(cumulative)]
+
+
+def _plan_clicks(
+    market: _Market, day: int, index: int, channel: ChannelTruth, budget: Decimal
+) -> list[tuple[float, int, dict[str, Any]]]:
+    """The day's clicks of one channel: (second of the day, order, what the click needs)."""
+    count = int(budget // channel.cpc) if budget > 0 else 0
+    rng = np.random.default_rng([market.config.seed, day, index])
+    times = np.sort(rng.uniform(0, CLICK_HOURS * 3600, count))
+    subs = rng.integers(0, len(channel.subs), count)
+    draws = rng.random(count)
+    delays = rng.uniform(MIN_CONVERSION_DELAY_S, MAX_CONVERSION_DELAY_S, count)
+    values = channel.value_mean * np.exp(rng.normal(-(VALUE_SIGMA**2) / 2, VALUE_SIGMA, count))
+    chances = click_chances(channel, count, day)
+    multipliers = _sub_multipliers(channel)
+    return [
+        (
+            float(times[j]),
+            index,
+            {
+                "channel": channel,
+                "marginal": chances[j],
+                "sub": channel.subs[int(subs[j])][0],
+                "sub_multiplier": multipliers[int(subs[j])],
+                "draw": float(draws[j]),
+                "delay": float(delays[j]),
+                "value": float(values[j]),
+            },
+        )
+        for j in range(count)
+    ]
+
+
+async def _drive_day(
+    market: _Market,
+    day: int,
+    day_start: datetime,
+    budgets: Mapping[str, Decimal],
+    active: Mapping[str, bool],
+) -> _DayTotals:
+    totals = _DayTotals()
+    arms = dict(market.truth.arms)
+    best = market.truth.best_arm[1]
+    mean_arm = sum(arms.values()) / len(arms)
+    plans: list[tuple[float, int, dict[str, Any]]] = []
+    for index, channel in enumerate(market.truth.channels):
+        if active[channel.name]:
+            plans.extend(_plan_clicks(market, day, index, channel, budgets[channel.name]))
+    plans.sort(key=lambda item: (item[0], item[1]))
+    pending: list[tuple[float, int, dict[str, str]]] = []
+    for second, _index, click in plans:
+        while pending and pending[0][0] <= second:
+            await _postback(market, day_start, heapq.heappop(pending))
+        channel = click["channel"]
+        market.clock.current = day_start + timedelta(seconds=second)
+        status, location = await _get(
+            market.app, f"/c/{market.slugs[channel.name]}", {"sub1": click["sub"]}
+        )
+        if status != 302 or not location.startswith(_LANDING_HOST):
+            continue
+        parts = urlsplit(location)
+        arm = market.arm_of_path.get(parts.path)
+        click_id = parse_qs(parts.query).get("pm_clid", [""])[0]
+        if arm is None or not click_id:
+            continue
+        totals.clicks[channel.name] += 1
+        totals.cost += channel.cpc
+        market.arm_clicks[arm] += 1
+        chance = click["marginal"] * click["sub_multiplier"]
+        totals.expected_conversions += chance * arms[arm]
+        totals.expected_revenue += chance * arms[arm] * channel.value_mean
+        market.regret += chance * (best - arms[arm])
+        market.even_regret += chance * (best - mean_arm)
+        if click["draw"] < chance * arms[arm]:
+            market.txid += 1
+            value = Decimal(repr(click["value"])).quantize(Decimal("0.01"))
+            params = {
+                "token": market.token,
+                "click_id": click_id,
+                "goal": "sale",
+                "txid": f"sim-{market.txid}",
+                "value": str(value),
+            }
+            heapq.heappush(pending, (second + click["delay"], market.txid, params))
+            totals.conversions += 1
+            totals.revenue += value
+    while pending:
+        await _postback(market, day_start, heapq.heappop(pending))
+    return totals
+
+
+async def _postback(
+    market: _Market, day_start: datetime, item: tuple[float, int, dict[str, str]]
+) -> None:
+    market.clock.current = day_start + timedelta(seconds=item[0])
+    status, _location = await _get(market.app, "/postback", item[2])
+    if status != 200:
+        raise RuntimeError(f"the postback was refused with HTTP {status}: {item[2]}")
+
+
+def _set_budgets(market: _Market, budgets: Mapping[str, Decimal]) -> None:
+    for name, budget in budgets.items():
+        campaign_id = market.campaign_ids[name]
+        catalog.update_object(
+            market.container,
+            market.owner,
+            CAMPAIGNS,
+            campaign_id,
+            {"daily_budget": str(max(budget, Decimal("0.01")))},
+        )
+
+
+def exploration_budgets(names: list[str], total: Decimal, day: int) -> dict[str, Decimal]:
+    """Spends from 0.2x to 1.8x of an even share, rotated daily: the total stays the same.
+
+    A wide range shows each curve's bend: a channel that saturates early looks flat (and
+    worthless) when it is only ever tried near an even share.
+    """
+    count = len(names)
+    low, high = EXPLORATION_RANGE
+    steps = [low + (high - low) * i / (count - 1) for i in range(count)] if count > 1 else [1.0]
+    share = total / count
+    return {
+        name: (share * Decimal(repr(steps[(i + day) % count]))).quantize(Decimal("0.01"))
+        for i, name in enumerate(names)
+    }
+
+
+def _oracle_budgets(market: _Market) -> dict[str, Decimal]:
+    candidates = [
+        AllocationCandidate(
+            c.name,
+            ResponseCurve.exact(CurveModel.HILL, (c.ymax, c.ec50, c.shape), campaign_id=c.name),
+        )
+        for c in market.truth.channels
+    ]
+    result = allocate_budget(candidates, market.config.total_budget)
+    return {row.campaign_id: row.spend for row in result.campaigns}
+
+
+def _statuses(market: _Market) -> dict[str, bool]:
+    """Whether each channel is buying traffic today (campaign and link active)."""
+    active = {}
+    for name, campaign_id in market.campaign_ids.items():
+        campaign = catalog.get_object(market.container, market.owner, CAMPAIGNS, campaign_id)
+        link = catalog.get_object(market.container, market.owner, LINKS, market.link_ids[name])
+        active[name] = (
+            campaign.spec.status is CampaignStatus.ACTIVE and link.spec.status is LinkStatus.ACTIVE
+        )
+    return active
+
+
+def _morning(market: _Market, day: int, now: datetime, rng: np.random.Generator) -> None:
+    """The policy acts at local midnight, before the day's traffic."""
+    config = market.config
+    # Billing caps a campaign when its daily budget is spent; its scheduled check reopens it
+    # when the day rolls over (as `perfmark serve` does).
+    run_billing_checks(market.container)
+    if config.policy is Policy.EVEN:
+        return
+    if config.policy is Policy.ORACLE:
+        if day == 0:
+            _set_budgets(market, _oracle_budgets(market))
+            best_key = market.truth.best_arm[0]
+            page = {
+                "key": best_key,
+                "url": f"{_LANDING_HOST}/{best_key}?clid={{click_id}}",
+                "weight": 1,
+                "name": best_key,
+            }
+            catalog.update_object(
+                market.container, market.owner, OFFERS, market.offer_id, {"landing_pages": [page]}
+            )
+        return
+    if config.budget_allocation:
+        if day < config.explore_days:
+            names = [channel.name for channel in market.truth.channels]
+            _set_budgets(market, exploration_budgets(names, config.total_budget, day))
+        else:
+            active = [cid for name, cid in market.campaign_ids.items() if _statuses(market)[name]]
+            if active:
+                # Like the bandit's floor: a campaign starved of budget could never show
+                # that its curve was misjudged, so each keeps a small share.
+                floor = (config.total_budget * Decimal(repr(config.min_spend_share))).quantize(
+                    Decimal("0.01"), ROUND_DOWN
+                )
+                request = allocation.BudgetRequest(
+                    total_budget=config.total_budget,
+                    campaign_ids=tuple(active),
+                    min_spend=dict.fromkeys(active, floor),
+                )
+                allocation.apply_budget_autopilot(
+                    market.container,
+                    market.owner,
+                    request,
+                    max_change_pct=config.max_change_pct,
+                    rng=rng,
+                )
+    run_due_jobs(market.container, now, rng=rng)
+
+
+def _setup_optimizer(market: _Market) -> None:
+    config = market.config
+    if config.policy is not Policy.OPTIMIZER:
+        return
+    for rule in config.rules:
+        rules.create_rule(market.container, market.owner, rule)
+    if config.bandit:
+        # The campaigns rotate their offer's pages: one experiment learns from all their traffic.
+        experiments.create_experiment(
+            market.container,
+            market.owner,
+            {
+                "name": "landing pages of the offer",
+                "arm_kind": "landing_page",
+                "offer_id": market.offer_id,
+                "arms": [key for key, _ in market.truth.arms],
+                "allocation": True,
+                "min_share": config.min_share,
+                "allocation_interval_minutes": _ONCE_A_DAY_MINUTES,
+            },
+        )
+
+
+def run_market(
+    container: Container, clock: FixedClock, truth: MarketTruth, config: SimulationConfig
+) -> SimulationResult:
+    """Run the market on a container whose clock is `clock` (a fresh store is expected)."""
+    clock.current = config.start
+    owner, campaign_ids, slugs, link_ids, token, offer_id = _seed_workspace(
+        container, truth, config
+    )
+    app = create_app(container)
+    _seed_tracker_rotation(app, config.seed)
+    market = _Market(
+        container=container,
+        clock=clock,
+        owner=owner,
+        truth=truth,
+        config=config,
+        app=app,
+        processor=Processor(container),
+        token=token,
+        offer_id=offer_id,
+        campaign_ids=campaign_ids,
+        slugs=slugs,
+        link_ids=link_ids,
+        arm_of_path={f"/{key}": key for key, _ in truth.arms},
+    )
+    rng = np.random.default_rng(config.seed)
+    days: list[DaySummary] = []
+    processed = 0
+    try:
+        _setup_optimizer(market)
+        for day in range(config.days):
+            day_start = config.start + timedelta(days=day)
+            clock.current = day_start
+            _morning(market, day, day_start, rng)
+            app.state.config_cache.refresh()  # the tracker sees the morning's changes now
+            active = _statuses(market)
+            budgets = {
+                name: catalog.get_object(container, owner, CAMPAIGNS, cid).spec.daily_budget
+                or Decimal(0)
+                for name, cid in campaign_ids.items()
+            }
+            totals = asyncio.run(_drive_day(market, day, day_start, budgets, active))
+            clock.current = day_start + timedelta(days=1)
+            processed += market.processor.drain()
+            days.append(
+                DaySummary(
+                    day=day_start.date(),
+                    budgets={n: b if active[n] else Decimal(0) for n, b in budgets.items()},
+                    clicks=dict(totals.clicks),
+                    conversions=totals.conversions,
+                    revenue=totals.revenue,
+                    cost=totals.cost,
+                    expected_conversions=totals.expected_conversions,
+                    expected_revenue=totals.expected_revenue,
+                )
+            )
+    finally:
+        for close in app.state.closers:
+            close()
+    with transaction(container.engine) as conn:
+        audit = store.list_audit(conn, owner.workspace_id, source="rule", limit=1000)
+    return SimulationResult(
+        policy=config.policy,
+        days=tuple(days),
+        workspace_id=owner.workspace_id,
+        campaign_ids=campaign_ids,
+        clicks=sum(sum(d.clicks.values()) for d in days),
+        conversions=sum(d.conversions for d in days),
+        revenue=sum((d.revenue for d in days), Decimal(0)),
+        cost=sum((d.cost for d in days), Decimal(0)),
+        expected_conversions=math.fsum(d.expected_conversions for d in days),
+        expected_revenue=math.fsum(d.expected_revenue for d in days),
+        bandit_regret=market.regret,
+        even_rotation_regret=market.even_regret,
+        arm_clicks=dict(market.arm_clicks),
+        rule_audit=tuple(audit),
+        events_processed=processed,
+    )
+
+
+def simulate(
+    truth: MarketTruth | None = None,
+    config: SimulationConfig | None = None,
+    *,
+    home: Path | None = None,
+) -> SimulationResult:
+    """Run a market in a fresh data directory (a temporary one unless `home` is given)."""
+    truth = truth or default_market()
+    config = config or SimulationConfig()
+    with tempfile.TemporaryDirectory(prefix="perfmark-market-") as scratch:
+        directory = home or Path(scratch)
+        clock = FixedClock(config.start)
+        container = build_container(load_settings({"PERFMARK_HOME": str(directory)}), clock=clock)
+        try:
+            return run_market(container, clock, truth, config)
+        finally:
+            container.engine.dispose()
