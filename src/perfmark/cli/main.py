@@ -14,6 +14,7 @@ import uvicorn
 from perfmark.adapters.store.engine import make_engine, migrate
 from perfmark.cli.apikeys import apikeys_app
 from perfmark.cli.attribution import attribution_command
+from perfmark.cli.billing import billing_app
 from perfmark.cli.costs import costs_app, rates_app
 from perfmark.cli.objects import campaigns_app, links_app
 from perfmark.cli.render import console, error_console, guarded, print_json, print_table
@@ -42,6 +43,7 @@ app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(links_app, name="links")
 app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(users_app, name="users")
+app.add_typer(billing_app, name="billing")
 app.add_typer(costs_app, name="costs")
 app.add_typer(rates_app, name="rates")
 app.command("report")(report_command)

@@ -13,6 +13,7 @@ from perfmark import __version__
 from perfmark.adapters.metrics import count_event
 from perfmark.adapters.wal_writer import WalWriter
 from perfmark.attribution.api import build_attribution_router
+from perfmark.billing.api import build_billing_router
 from perfmark.costs.api import build_costs_router
 from perfmark.dashboard import install_dashboard
 from perfmark.ingest.click import ClickTracker
@@ -67,6 +68,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(build_reports_router(), prefix="/api")
     app.include_router(build_attribution_router(), prefix="/api")
     app.include_router(build_costs_router(), prefix="/api")
+    app.include_router(build_billing_router(), prefix="/api")
 
     @app.get("/api/docs", include_in_schema=False)
     def api_docs() -> HTMLResponse:

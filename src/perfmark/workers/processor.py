@@ -25,14 +25,11 @@ from typing import Any
 from perfmark.adapters.lake import LakeWriter, event_ids_since
 from perfmark.adapters.metrics import count_event
 from perfmark.adapters.store.engine import transaction
-from perfmark.adapters.store.schema import clicks, conversions
+from perfmark.adapters.store.schema import clicks
 from perfmark.adapters.store.tracking import (
-    click_by_id,
+    BatchConversions,
     clicks_of_visitors,
-    conversion_by_event,
-    conversion_by_txid,
     insert_ignoring_duplicates,
-    set_conversion_status,
     upsert_identity,
     visitors_of_customer,
 )
@@ -266,6 +263,7 @@ class Processor:
                 if event.type == EventType.CLICK and not event.drop_reason
             ]
             insert_ignoring_duplicates(conn, clicks, click_rows)
+            store = _batch_conversions(conn, events)
             for event in events:
                 if event.type == EventType.IDENTIFY and event.anonymous_id and event.customer_id:
                     upsert_identity(
@@ -276,19 +274,20 @@ class Processor:
                         _moment(event),
                     )
                 if event.type == EventType.CONVERSION:
-                    processed = self._conversion(conn, event, result)
+                    processed = self._conversion(store, event, result)
                     if processed is not None:
                         kept.append(processed)
                 else:
                     kept.append(event)
+            store.flush()  # the billing step reads the conversions this batch stored
             # Billing (issue 6): charge, reserve budgets/caps, approve/reverse, queue postbacks.
             post_billable_events(conn, kept, self.config.snapshot, self.container.clock.now())
         return kept
 
     def _conversion(
-        self, conn: Any, event: TrackedEvent, result: BatchResult
+        self, store: BatchConversions, event: TrackedEvent, result: BatchResult
     ) -> TrackedEvent | None:
-        stored = conversion_by_event(conn, event.event_id)
+        stored = store.by_event(event.event_id)
         if stored is not None:
             if stored["data"].get(_ORIGIN_KEY) == self._origins.get(event.event_id):
                 # This very record was stored by a batch that crashed before its checkpoint.
@@ -296,7 +295,7 @@ class Processor:
             result.drop(DropReason.DUPLICATE)
             self.count(event.type, DropReason.DUPLICATE)
             return None
-        click = click_by_id(conn, event.click_id) if event.click_id else None
+        click = store.click(event.click_id) if event.click_id else None
         if not event.workspace_id:
             if click is None:
                 result.drop(DropReason.MALFORMED)
@@ -318,11 +317,11 @@ class Processor:
             event.currency = event.currency or goal.currency
             event.value = event.value or goal.default_value
         if click is None:
-            click = self._click_of_visitor(conn, event)
+            click = self._click_of_visitor(store.conn, event)
         if event.txid:
-            existing = conversion_by_txid(conn, event.workspace_id, event.txid)
+            existing = store.by_txid(event.workspace_id, event.txid)
             if existing is not None:
-                return self._status_change(conn, existing, event, result)
+                return self._status_change(store, existing, event, result)
         if click is not None:
             event.click_id = click["click_id"]
             data = click["data"]
@@ -333,8 +332,8 @@ class Processor:
             event.click_ts_ms = int(utc(click["ts"]).timestamp() * 1000)
         self._price(event)
         moment = _moment(event)
-        conn.execute(
-            conversions.insert().values(
+        store.insert(
+            dict(
                 id=new_id("cnv", now_ms=event.ts_ms),
                 workspace_id=event.workspace_id,
                 event_id=event.event_id,
@@ -409,7 +408,11 @@ class Processor:
         event.billing_currency = campaign.currency
 
     def _status_change(
-        self, conn: Any, existing: dict[str, Any], event: TrackedEvent, result: BatchResult
+        self,
+        store: BatchConversions,
+        existing: dict[str, Any],
+        event: TrackedEvent,
+        result: BatchResult,
     ) -> TrackedEvent | None:
         origin = self._origins.get(event.event_id)
         applied: dict[str, list[str | None]] = existing["data"].get(_STATUS_EVENTS_KEY, {})
@@ -430,7 +433,7 @@ class Processor:
         data = {**existing["data"], _STATUS_EVENTS_KEY: {
             **applied, event.event_id: [origin, current.value]
         }}  # fmt: skip
-        set_conversion_status(conn, existing["id"], wanted.value, _moment(event), data)
+        store.set_status(existing, wanted.value, _moment(event), data)
         return _status_event(existing, event, current.value, wanted.value)
 
 
@@ -476,6 +479,28 @@ def _status_event(
     return change
 
 
+def _batch_conversions(conn: Any, events: list[TrackedEvent]) -> BatchConversions:
+    """The batch's view of the conversions and clicks its conversions name, read up front."""
+    store = BatchConversions(conn)
+    wanted = [event for event in events if event.type == EventType.CONVERSION]
+    if not wanted:
+        return store
+    store.prefetch(
+        [event.event_id for event in wanted],
+        [event.click_id for event in wanted if event.click_id],
+        [],
+    )
+    txids = []
+    for event in wanted:
+        # The workspace a conversion's txid is looked up in: its own, else its click's.
+        click = store.click(event.click_id) if event.click_id else None
+        workspace_id = event.workspace_id or (click["workspace_id"] if click else "")
+        if event.txid and workspace_id:
+            txids.append((workspace_id, event.txid))
+    store.prefetch([], [], txids)
+    return store
+
+
 def _click_row(event: TrackedEvent) -> dict[str, Any]:
     return {
         "click_id": event.click_id or event.event_id,
@@ -487,5 +512,5 @@ def _click_row(event: TrackedEvent) -> dict[str, Any]:
         "link_id": event.link_id,
         "visitor_id": event.visitor_id,
         "is_bot": event.is_bot,
-        "data": json.loads(event.to_json()),
+        "data": event.to_data(),  # json.loads(event.to_json()) without the round trip
     }

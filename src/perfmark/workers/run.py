@@ -11,6 +11,7 @@ from types import FrameType
 from perfmark.adapters.leader import LeaderLock
 from perfmark.services.container import build_container
 from perfmark.settings import Settings, load_settings
+from perfmark.workers.postbacks import run_billing_worker
 from perfmark.workers.processor import Processor
 
 __all__ = ["leader_lock_path", "run_processor", "run_processor_from_environment"]
@@ -42,6 +43,10 @@ def run_processor(settings: Settings, stop: threading.Event | None = None) -> No
     try:
         container = build_container(settings, run_migrations=False)
         logger.info("processor is the leader for %s", settings.home)
+        # Outbound postbacks, webhooks and scheduled billing checks run beside the processor.
+        threading.Thread(
+            target=run_billing_worker, args=(container, stop), name="perfmark-billing", daemon=True
+        ).start()
         Processor(container).run(stop)
     finally:
         lock.release()

@@ -49,6 +49,7 @@ from perfmark.optimize.services.metrics import (
 )
 from perfmark.optimize.services.rule_actions import item_json
 from perfmark.optimize.services.rules import require_optimizer_reader, require_optimizer_writer
+from perfmark.reports.domain.request import MAX_RANGE_DAYS
 from perfmark.services import catalog
 from perfmark.services.container import Container, Principal
 
@@ -86,8 +87,9 @@ class ExperimentReport:
 def _days(container: Container, experiment: Experiment, now: datetime) -> tuple[date, date]:
     today = local_today(container, experiment.workspace_id, now)
     first = experiment.spec.start or experiment.created_at.date()
-    last = min(experiment.spec.end or today, today)
-    return first, max(first, last)
+    last = max(first, min(experiment.spec.end or today, today))
+    # A report reads at most MAX_RANGE_DAYS days: an older start reads the latest of them.
+    return max(first, last - timedelta(days=MAX_RANGE_DAYS - 1)), last
 
 
 def _query(experiment: Experiment, days: tuple[date, date], extra: tuple[str, ...] = ()) -> Any:

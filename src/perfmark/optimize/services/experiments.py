@@ -51,6 +51,9 @@ __all__ = [
 ]
 
 DEFAULT_ALLOCATION_INTERVAL_MINUTES = 60
+#: The dates an experiment may start or end on (reports cannot reach far beyond).
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAY = date(2999, 12, 31)
 _MAX_INTERVAL_MINUTES = 7 * 24 * 60
 _MAX_ARMS = 50
 
@@ -115,14 +118,19 @@ def _enum(kind: type[StrEnum], field: str, value: object) -> Any:
 
 
 def _day(field: str, value: object) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
+    if value is None:
+        return None
     try:
-        return date.fromisoformat(str(value))
+        day = value if isinstance(value, date) else date.fromisoformat(str(value))
     except ValueError:
         raise ValidationError(
             f"{field} {value!r} is not a date; use YYYY-MM-DD", field=field
         ) from None
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ValidationError(
+            f"{field} {day} is outside {EARLIEST_DAY} .. {LATEST_DAY}", field=field
+        )
+    return day
 
 
 def _number(field: str, value: object, default: float) -> float:
