@@ -40,7 +40,7 @@ def main() -> None:
         "--scale",
         type=float,
         default=0.5,
-        help="traffic scale: 1 is about 590 clicks a day at $400",
+        help="traffic scale: 1 is about 570 clicks a day at $400",
     )
     parser.add_argument("--budget", type=str, default="400", help="daily total at scale 1")
     parser.add_argument("--seed", type=int, default=7)

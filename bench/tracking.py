@@ -6,9 +6,11 @@ Starts, on the loopback interface and in a throw-away data directory:
 then drives each in turn with the same load generator (wrk where installed, else a Python
 asyncio/httpx generator, which is far slower and then measures itself more than the servers)
 and prints, per round: requests/s of each, their ratio (target >= 0.60), p50/p99 latency;
-then p99 of the tracker at half its measured maximum, postback ingest events/s, and whether
+then p99 of the tracker at half its measured maximum, postback ingest events/s, Segment
+batch ingest events/s (POST /v1/batch, --segment-batch page views per request), and whether
 EVERY acknowledged click (a 302 the load generator received) reached the Parquet lake after
-`perfmark process --once` (distinct click ids in the lake, via DuckDB).
+`perfmark process --once` (distinct click ids in the lake, via DuckDB), and every page view
+of every acknowledged batch.
 
 Plain wrk has no constant-rate mode (wrk2's -R): the half-load run paces each connection
 with wrk's delay() hook instead, which is closed-loop, so it under-reports queueing delay
@@ -17,13 +19,15 @@ with wrk's delay() hook instead, which is closed-loop, so it under-reports queue
 Prints, never asserts.
 
     .venv/bin/python bench/tracking.py [--duration 10] [--connections 64] [--threads 2]
-        [--workers 2] [--rounds 1] [--postback-duration 5] [--generator auto|wrk|python] [--keep]
+        [--workers 2] [--rounds 1] [--postback-duration 5] [--segment-duration 5]
+        [--segment-batch 100] [--generator auto|wrk|python] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import dataclasses
 import json
 import os
@@ -90,7 +94,8 @@ class Load:
         return self.requests - self.status_errors
 
 
-Generator = Callable[[str, float, int, dict[str, str], float | None, str | None], Load]
+#: (url, seconds, connections, headers, rate, unique suffix path[, POST body]) -> Load
+Generator = Callable[..., Load]
 
 
 # --- wrk ------------------------------------------------------------------------------------
@@ -105,6 +110,7 @@ function done(summary, latency, requests)
 end
 """
 _WRK_DELAY = "function delay() return {delay_ms} end\n"
+_WRK_POST = 'wrk.method = "POST"\nwrk.body = [==[{body}]==]\n'
 # Each thread numbers its own requests: thread t sends txid bench-<t>-1, bench-<t>-2, ...
 _WRK_UNIQUE = """
 local next_thread = 0
@@ -124,12 +130,15 @@ def wrk(
     headers: dict[str, str],
     rate: float | None,
     unique_suffix_path: str | None,
+    post_body: str | None = None,
     *,
     threads: int = 2,
     workdir: Path = Path(tempfile.gettempdir()),
 ) -> Load:
     """One wrk run; `rate` paces connections with delay(); a path template makes URLs unique."""
     script = _WRK_DONE
+    if post_body is not None:
+        script += _WRK_POST.replace("{body}", post_body)
     if rate is not None:
         script += _WRK_DELAY.format(delay_ms=max(1, round(connections * 1000 / rate)))
     if unique_suffix_path is not None:
@@ -164,9 +173,12 @@ def python_load(
     headers: dict[str, str],
     rate: float | None,
     unique_suffix_path: str | None,
+    post_body: str | None = None,
 ) -> Load:
     """An asyncio/httpx closed-loop generator: `connections` tasks, each one request at a time."""
-    return asyncio.run(_python_load(url, seconds, connections, headers, rate, unique_suffix_path))
+    return asyncio.run(
+        _python_load(url, seconds, connections, headers, rate, unique_suffix_path, post_body)
+    )
 
 
 async def _python_load(
@@ -176,6 +188,7 @@ async def _python_load(
     headers: dict[str, str],
     rate: float | None,
     unique_suffix_path: str | None,
+    post_body: str | None = None,
 ) -> Load:
     latencies: list[float] = []
     counts = {"status": 0, "socket": 0}
@@ -198,7 +211,10 @@ async def _python_load(
                 )
                 begun = time.perf_counter()
                 try:
-                    response = await client.get(target)
+                    if post_body is None:
+                        response = await client.get(target)
+                    else:
+                        response = await client.post(target, content=post_body)
                 except httpx.HTTPError:
                     counts["socket"] += 1
                     continue
@@ -321,10 +337,34 @@ class Setup:
 
     click_url: str
     postback_path: str
+    write_key: str
+
+
+def segment_batch_body(messages: int) -> str:
+    """A /v1/batch body of page views (no messageId: each request's events are new events)."""
+    batch = [
+        {
+            "type": "page",
+            "anonymousId": f"bench-visitor-{number}",
+            "name": "Pricing",
+            "properties": {
+                "url": "https://shop.example/pricing?pm_clid=clk_01m8h5jcmswkr91g362kf6q9pw"
+                "&utm_source=newsletter&utm_medium=email",
+                "referrer": "https://news.example/",
+            },
+            "context": {
+                "ip": "203.0.113.7",
+                "userAgent": CLICK_HEADERS["User-Agent"],
+                "locale": "en-US",
+            },
+        }
+        for number in range(messages)
+    ]
+    return json.dumps({"batch": batch}, separators=(",", ":"))
 
 
 def prepare(base_url: str, api_key: str, link_url: str) -> Setup:
-    """A click URL on the demo's first link, and a postback path with the advertiser's token."""
+    """A click URL on the demo's first link, a postback path with the advertiser's token."""
     auth = {"Authorization": f"Bearer {api_key}"}
     advertiser = httpx.get(f"{base_url}/api/advertisers", headers=auth).json()["data"][0]["id"]
     secret = httpx.get(f"{base_url}/api/advertisers/{advertiser}/secret", headers=auth).json()
@@ -337,7 +377,8 @@ def prepare(base_url: str, api_key: str, link_url: str) -> Setup:
         f"/postback?token={secret['secret']}&click_id={click_id}&goal=sale"
         "&value=19.90&currency=USD&txid=bench-"
     )
-    return Setup(click_url, postback_path)
+    write_key = httpx.get(f"{base_url}/api/workspace/write-key", headers=auth).json()
+    return Setup(click_url, postback_path, write_key["write_key"])
 
 
 def json_document(output: str) -> Any:
@@ -481,6 +522,20 @@ def run(args: argparse.Namespace) -> None:
         print("postback ingest (GET /postback, token auth, unique txid per request):")
         print(describe("perfmark /postback", postbacks))
         print(f"  {postbacks.rate:,.0f} events/s (target >= {TARGET_POSTBACKS_PER_S:,})")
+        body = segment_batch_body(args.segment_batch)
+        basic = base64.b64encode(f"{setup.write_key}:".encode()).decode()
+        segment_headers = {"Authorization": f"Basic {basic}", "Content-Type": "application/json"}
+        batches = measure(
+            tracker,
+            lambda: generate(f"{base_url}/v1/batch", args.segment_duration, conn,
+                             segment_headers, None, None, body),
+        )  # fmt: skip
+        print(f"Segment batch ingest (POST /v1/batch, {args.segment_batch} page views per "
+              f"request, write key auth, {len(body):,} bytes):")  # fmt: skip
+        print(describe("perfmark /v1/batch", batches))
+        print(f"  {batches.rate * args.segment_batch:,.0f} events/s "
+              f"(target >= {TARGET_POSTBACKS_PER_S:,}); server CPU "
+              f"{batches.server_cpu_us / args.segment_batch:,.1f} us/event")  # fmt: skip
         acked_clicks = 1 + sum(load.acknowledged for load in click_loads)  # 1: the probe
 
         tracker.stop()  # graceful: the log is closed (and fsynced) before processing
@@ -492,6 +547,10 @@ def run(args: argparse.Namespace) -> None:
         print(f"processor: {output.strip()} in {processing_s:.1f} s "
               f"({sum(c[0] for c in counts.values()) / processing_s:,.0f} events/s)")  # fmt: skip
         report_lake(counts, acked_clicks, postbacks.acknowledged, conn * len(click_loads))
+        page_views = counts.get("pageview", (0, 0, 0))[1]
+        acked_views = batches.acknowledged * args.segment_batch
+        print(f"  page views in the lake: {page_views:,}; acknowledged in batches: "
+              f"{acked_views:,} ({'all there' if page_views >= acked_views else 'MISSING SOME'})")  # fmt: skip
         print(f"median click ratio over {len(ratios)} round(s): {statistics.median(ratios):.2f} "
               f"(by server CPU per request: {statistics.median(cpu_ratios):.2f})")  # fmt: skip
     finally:
@@ -531,6 +590,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--postback-duration", type=float, default=5.0, help="seconds")
+    parser.add_argument("--segment-duration", type=float, default=5.0, help="seconds")
+    parser.add_argument("--segment-batch", type=int, default=100, help="messages per batch")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")

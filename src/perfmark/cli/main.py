@@ -17,6 +17,7 @@ from perfmark.cli.attribution import attribution_command
 from perfmark.cli.billing import billing_app
 from perfmark.cli.costs import costs_app, rates_app
 from perfmark.cli.objects import campaigns_app, links_app
+from perfmark.cli.optimize import experiments_app, recommend_app, rules_app, simulate_command
 from perfmark.cli.render import console, error_console, guarded, print_json, print_table
 from perfmark.cli.report import report_command
 from perfmark.cli.users import users_app
@@ -44,6 +45,10 @@ app.add_typer(links_app, name="links")
 app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(users_app, name="users")
 app.add_typer(billing_app, name="billing")
+app.add_typer(rules_app, name="rules")
+app.add_typer(experiments_app, name="experiments")
+app.add_typer(recommend_app, name="recommend")
+app.command("simulate")(simulate_command)
 app.add_typer(costs_app, name="costs")
 app.add_typer(rates_app, name="rates")
 app.command("report")(report_command)

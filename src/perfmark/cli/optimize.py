@@ -445,7 +445,7 @@ def recommend_bids(
 def simulate_command(
     days: Annotated[int, typer.Option(help="Simulated days.")] = 30,
     policy: Annotated[Policy, typer.Option(help="optimizer, even or oracle.")] = Policy.OPTIMIZER,
-    scale: Annotated[float, typer.Option(help="Traffic scale (1: about 590 clicks a day).")] = 0.5,
+    scale: Annotated[float, typer.Option(help="Traffic scale (1: about 570 clicks a day).")] = 0.5,
     budget: Annotated[str, typer.Option(help="Daily total at scale 1.")] = "400",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     rules_file: Annotated[Path | None, typer.Option("--rules", help="JSON list of rules.")] = None,

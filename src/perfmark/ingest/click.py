@@ -42,6 +42,9 @@ from perfmark.settings import Settings
 __all__ = ["ClickOutcome", "ClickTracker"]
 
 _SUB_AND_UTM = SUB_FIELDS + UTM_FIELDS
+_SUB_AND_UTM_NAMES = frozenset(_SUB_AND_UTM)
+#: Each external click id's place in EXTERNAL_CLICK_IDS, the order a record lists them in.
+_EXTERNAL_ORDER = {name: index for index, name in enumerate(EXTERNAL_CLICK_IDS)}
 #: The JSON member names of the sub ids and UTMs, each with its leading comma.
 _SUB_AND_UTM_KEYS = tuple((name, f',"{name}":') for name in _SUB_AND_UTM)
 _HEAD_BOT_MEMBERS = ',"is_bot":true,"bot_reason":"head_request"'
@@ -167,15 +170,11 @@ class ClickTracker:
             cookie = hit.cookies.get(VISITOR_COOKIE)
             new_visitor = not valid_visitor_id(cookie)
             visitor_id = new_visitor_id() if new_visitor or cookie is None else cookie
-        fixed, params = route.fixed, hit.params
-        if fixed or params:
-            subs = {
-                name: value
-                for name in _SUB_AND_UTM
-                if (value := fixed.get(name) or params.get(name))
-            }
-        else:
-            subs = {}
+        # A sub id or UTM is the link's fixed value, else the request's (when not empty).
+        subs = dict(route.fixed_subs)
+        for name, value in hit.params.items():
+            if value and name in _SUB_AND_UTM_NAMES and name not in subs:
+                subs[name] = value
         language = primary_language(hit.accept_language)
         return _Click(kind, event_id, ts_ms, visitor_id, new_visitor, subs, language)
 
@@ -195,8 +194,9 @@ class ClickTracker:
                 if value is not None:
                     parts += (key, encode_basestring(value))
         params = hit.params
-        external = [name for name in EXTERNAL_CLICK_IDS if params.get(name)]
+        external = [name for name in params if name in _EXTERNAL_ORDER and params[name]]
         if external:
+            external.sort(key=_EXTERNAL_ORDER.__getitem__)
             pairs = ",".join(
                 f"{encode_basestring(name)}:{encode_basestring(params[name])}" for name in external
             )
@@ -235,21 +235,19 @@ class ClickTracker:
     ) -> DropReason | None:
         if not route.targeting:
             return None
-        visitor = Visitor(
-            country=hit.country,
-            language=click.language,
-            hour=now.astimezone(route.timezone).hour if route.needs_hour else None,
-        )
+        hour = now.astimezone(route.timezone).hour if route.needs_hour else None
         if route.needs_user_agent and hit.user_agent:
             agent = parse_user_agent(hit.user_agent)
             visitor = Visitor(
-                country=visitor.country,
-                language=visitor.language,
-                hour=visitor.hour,
+                country=hit.country,
+                language=click.language,
+                hour=hour,
                 device=agent.device,
                 os=agent.os,
                 browser=agent.browser,
             )
+        else:
+            visitor = Visitor(country=hit.country, language=click.language, hour=hour)
         return None if matches_targeting(route.targeting, visitor) else DropReason.NOT_TARGETED
 
     def _fallback(

@@ -169,6 +169,7 @@ class SegmentTracker:
         )
         page = _mapping(context, "page")
         url = _text(properties, "url", 2048) or _text(page, "url", 2048)
+        url_params = _query_params(url)  # parsed once, not once per parameter read
         event = TrackedEvent(
             event_id=event_id,
             type=EventType.TRACK.value,
@@ -178,7 +179,7 @@ class SegmentTracker:
             anonymous_id=anonymous_id,
             customer_id=user_id,
             click_id=_text(properties, "click_id", 64) or _text(context, "click_id", 64)
-            or _query_param(url, self.settings.click_id_param),
+            or url_params.get(self.settings.click_id_param),
             url=url,
             referrer=_text(properties, "referrer", 2048) or _text(page, "referrer", 2048) or hit.referrer,
             ip=anonymize_ip(_text(context, "ip", 64) or hit.ip, self.settings.ip_anonymization),
@@ -189,7 +190,7 @@ class SegmentTracker:
         )  # fmt: skip
         campaign = _mapping(context, "campaign")
         for key, column in _UTM_OF_CAMPAIGN.items():
-            value = _text(campaign, key, 500) or _query_param(url, column)
+            value = _text(campaign, key, 500) or url_params.get(column)
             if value:
                 setattr(event, column, value)
         if message_type == "identify":
@@ -292,14 +293,16 @@ def _visitor_agent(context: Mapping[str, Any], hit: Hit) -> str | None:
     return hit.user_agent
 
 
-def _query_param(url: str | None, name: str) -> str | None:
+def _query_params(url: str | None) -> dict[str, str]:
+    """The first non-empty value of each parameter of the URL's query, cut to 500 characters."""
     if not url or "?" not in url:
-        return None
+        return {}
     try:
         query = urlsplit(url).query
     except ValueError:
-        return None
+        return {}
+    params: dict[str, str] = {}
     for key, value in parse_qsl(query):
-        if key == name and value:
-            return value[:500]
-    return None
+        if value and key not in params:
+            params[key] = value[:500]
+    return params

@@ -1,5 +1,7 @@
-"""Routes of the optimizer: rules (+ evaluate, audit), experiments (+ analysis, allocate), and
-budget and bid recommendations. Each route parses, calls one service, renders."""
+"""The optimizer's routes: rules, experiments, budget and bid recommendations.
+
+Each route parses, calls one service and renders its result as JSON.
+"""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ from perfmark.domain.campaigns import (
     TargetingRule,
 )
 from perfmark.domain.events import event_json_members
-from perfmark.domain.links import LinkStatus, TrackingLinkSpec
+from perfmark.domain.links import SUB_FIELDS, UTM_FIELDS, LinkStatus, TrackingLinkSpec
 from perfmark.domain.offers import GoalSpec, OfferSpec, WeightedUrl
 from perfmark.domain.parties import AdvertiserSpec
 
@@ -114,6 +114,8 @@ class LinkRoute:
     creative_members: tuple[str, ...] = field(init=False, repr=False, compare=False)
     #: The link's ids as landing URL macros.
     macro_values: Mapping[str, str] = field(init=False, repr=False, compare=False)
+    #: The fixed sub ids and UTMs that a click records (those not empty).
+    fixed_subs: Mapping[str, str] = field(init=False, repr=False, compare=False)
     #: The fixed values that are passed on to the landing page, in order.
     fixed_passthrough: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
     #: Whether a targeting rule looks at the hour (the time zone conversion is skipped if not).
@@ -136,13 +138,18 @@ class LinkRoute:
                 "campaign_id": self.campaign_id, "publisher_id": self.publisher_id,
                 "link_id": self.link_id, "offer_id": self.offer_id,
             },
+            "fixed_subs": {
+                name: fixed
+                for name in SUB_FIELDS + UTM_FIELDS
+                if (fixed := self.fixed.get(name))
+            },
             "fixed_passthrough": tuple(
                 (name, value) for name, value in self.fixed.items() if name in self.passthrough
             ),
             "needs_hour": any(rule.field is TargetingField.HOUR for rule in self.targeting),
         }  # fmt: skip
-        for name, value in built.items():
-            object.__setattr__(self, name, value)  # frozen: set once, here
+        for attribute, value in built.items():
+            object.__setattr__(self, attribute, value)  # frozen: set once, here
 
 
 @dataclass(frozen=True)

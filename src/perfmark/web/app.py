@@ -19,6 +19,7 @@ from perfmark.dashboard import install_dashboard
 from perfmark.ingest.click import ClickTracker
 from perfmark.ingest.conversions import ConversionTracker
 from perfmark.ingest.segment import SegmentTracker
+from perfmark.optimize.api import build_optimize_router
 from perfmark.reports.api import build_reports_router
 from perfmark.services.container import Container
 from perfmark.services.tracking_config import ConfigCache, ConfigSnapshot
@@ -69,6 +70,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(build_attribution_router(), prefix="/api")
     app.include_router(build_costs_router(), prefix="/api")
     app.include_router(build_billing_router(), prefix="/api")
+    app.include_router(build_optimize_router(), prefix="/api")
 
     @app.get("/api/docs", include_in_schema=False)
     def api_docs() -> HTMLResponse:

@@ -13,6 +13,7 @@ from perfmark.services.container import build_container
 from perfmark.settings import Settings, load_settings
 from perfmark.workers.postbacks import run_billing_worker
 from perfmark.workers.processor import Processor
+from perfmark.workers.scheduler import run_scheduler
 
 __all__ = ["leader_lock_path", "run_processor", "run_processor_from_environment"]
 
@@ -46,6 +47,9 @@ def run_processor(settings: Settings, stop: threading.Event | None = None) -> No
         # Outbound postbacks, webhooks and scheduled billing checks run beside the processor.
         threading.Thread(
             target=run_billing_worker, args=(container, stop), name="perfmark-billing", daemon=True
+        ).start()
+        threading.Thread(
+            target=run_scheduler, args=(container, stop), name="perfmark-optimizer", daemon=True
         ).start()
         Processor(container).run(stop)
     finally:

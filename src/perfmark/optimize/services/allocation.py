@@ -363,7 +363,10 @@ def apply_budget_autopilot(
     rng: np.random.Generator | None = None,
 ) -> AutopilotResult:
     """Recommend, then move each daily budget toward it within +/- max_change_pct per day."""
-    require_optimizer_reader(principal) if dry_run else require_optimizer_writer(principal)
+    if dry_run:
+        require_optimizer_reader(principal)
+    else:
+        require_optimizer_writer(principal)
     recommendation = recommend_budget(container, principal, request, rng=rng)
     now = container.clock.now()
     ids = tuple(recommendation.current_budgets)

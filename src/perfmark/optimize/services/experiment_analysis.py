@@ -296,7 +296,10 @@ def allocate_experiment(
     Every arm keeps at least the experiment's `min_share` (exploration); items of the
     rotation that are not arms keep their weights. A dry run draws and logs, changes nothing.
     """
-    require_optimizer_reader(principal) if dry_run else require_optimizer_writer(principal)
+    if dry_run:
+        require_optimizer_reader(principal)
+    else:
+        require_optimizer_writer(principal)
     experiment = get_experiment(container, principal, experiment_id)
     spec = experiment.spec
     if spec.arm_kind is ArmKind.OFFER:
