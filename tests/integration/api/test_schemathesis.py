@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,10 @@ def api_schema(fuzz_target: FuzzTarget) -> Any:
         # Random ids only ever reach the 404 branch; real ones exercise the 200 responses.
         assert context.operation is not None
         path = context.operation.path
-        name = "key_id" if "{key_id}" in path else "object_id"
+        placeholders = re.findall(r"\{([^{}]+)\}", path)
+        if len(placeholders) != 1:
+            return strategy
+        name = placeholders[0]
         parts = path.split("/")
         plural = parts[2] if len(parts) > 2 else ""
         real = fuzz_target.ids.get(plural)
@@ -222,6 +226,20 @@ def test_successful_answers_conform(api_schema: Any, fuzz_target: FuzzTarget) ->
             call("GET", f"/api/{kind}/{made['id']}x", 404)
         call("GET", f"/api/advertisers/{adv}/secret", 200)
         call("GET", f"/api/publishers/{pub}/secret", 200)
+        call(
+            "POST",
+            f"/api/advertisers/{adv}/topups",
+            201,
+            {"amount": "250.00", "reference": "conform-1"},
+        )
+        call("GET", f"/api/advertisers/{adv}/balance", 200)
+        call("PUT", f"/api/advertisers/{adv}/webhook", 200, {"url": "https://hooks.example/pm"})
+        call(
+            "PUT",
+            f"/api/publishers/{pub}/postback_template",
+            200,
+            {"template": "https://aff.example/pb?click={click_id}&amt={payout}"},
+        )
         call("GET", "/api/workspace", 200)
         call("PATCH", "/api/workspace", 200, {"fallback_url": "https://fallback.example/"})
         key = call("POST", "/api/apikeys", 201, {"name": "conform", "role": "analyst"})
