@@ -12,6 +12,7 @@ import typer
 import uvicorn
 
 from perfmark.adapters.store.engine import make_engine, migrate
+from perfmark.billing.services import funds
 from perfmark.cli.apikeys import apikeys_app
 from perfmark.cli.attribution import attribution_command
 from perfmark.cli.billing import billing_app
@@ -22,10 +23,10 @@ from perfmark.cli.render import console, error_console, guarded, print_json, pri
 from perfmark.cli.report import report_command
 from perfmark.cli.users import users_app
 from perfmark.dashboard.demo import seed_dashboard_users
-from perfmark.domain.accounts import WorkspaceSpec
+from perfmark.domain.accounts import Role, WorkspaceSpec
 from perfmark.domain.links import tracking_url
 from perfmark.services.accounts import create_workspace, list_workspaces
-from perfmark.services.container import build_container
+from perfmark.services.container import Principal, build_container
 from perfmark.services.demo import seed_demo
 from perfmark.settings import Settings, load_settings, setting_table
 from perfmark.simulation.demo_traffic import drive_demo_traffic
@@ -55,6 +56,7 @@ app.command("report")(report_command)
 app.command("attribution")(attribution_command)
 
 WORKER_STARTUP_TIMEOUT_S = 60
+DEMO_OPENING_BALANCE = "5000.00"
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -196,6 +198,15 @@ def demo(
             )
     else:
         seeded = seed_demo(container)
+        # Prepaid advertisers start with an opening balance, so billing does not pause their
+        # campaigns at the first charge of the demo traffic.
+        owner = Principal(seeded.workspace_id, Role.OWNER)
+        for advertiser_id in sorted({c.spec.advertiser_id for c in seeded.campaigns}):
+            if funds.balance_of(container, owner, advertiser_id).billing_mode == "prepaid":
+                funds.top_up(
+                    container, owner, advertiser_id, DEMO_OPENING_BALANCE,
+                    reference="demo-opening-balance",
+                )  # fmt: skip
         if traffic_days > 0:
             # Progress goes to stderr so that --json output stays parseable.
             error_console.print(

@@ -8,7 +8,6 @@ from typing import TypeVar
 
 from perfmark.adapters.store.kinds import ADVERTISERS, CAMPAIGNS, GOALS, LINKS, OFFERS, PUBLISHERS
 from perfmark.adapters.store.resources import ResourceKind
-from perfmark.billing.services.funds import top_up
 from perfmark.domain.accounts import Role, WorkspaceSpec
 from perfmark.domain.campaigns import (
     CampaignSpec,
@@ -29,7 +28,6 @@ from perfmark.services.container import Container, Principal
 __all__ = ["DemoWorkspace", "seed_demo"]
 
 DEMO_OWNER_EMAIL = "owner@demo.perfmark.dev"
-DEMO_OPENING_BALANCE = "5000.00"
 SpecT = TypeVar("SpecT")
 
 
@@ -66,9 +64,6 @@ def seed_demo(container: Container, name: str = "Demo workspace") -> DemoWorkspa
             postback_param_map={"click_id": "cid", "value": "payout"},
         ),
     )
-    # The prepaid advertiser starts with an opening balance, so its campaign is not paused
-    # by billing the moment the first install is charged.
-    top_up(container, owner, app_co.id, DEMO_OPENING_BALANCE, reference="demo-opening-balance")
     publishers = {
         channel: add(PUBLISHERS, PublisherSpec(name=label, channel=channel))
         for channel, label in (
