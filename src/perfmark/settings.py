@@ -103,6 +103,9 @@ class Settings:
         "duckdb", "Query engine for reports over the event lake."
     )
     spark_master: str = _setting("local[2]", "Spark master URL when lake_engine is spark.")
+    rollup_interval_seconds: int = _setting(
+        30, "Least time between two rebuilds of one date's report rollups by the processor."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = _setting("info", "Log level.")
 
     @property

@@ -218,7 +218,9 @@ def test_limits_that_zero_would_disable_must_be_at_least_one(home: Path, name: s
     assert refusal(home, **{ENV_PREFIX + name.upper(): "0"}).field == name
 
 
-@pytest.mark.parametrize("name", ["config_cache_ttl_ms", "wal_fsync_interval_ms"])
+@pytest.mark.parametrize(
+    "name", ["config_cache_ttl_ms", "wal_fsync_interval_ms", "rollup_interval_seconds"]
+)
 def test_zero_intervals_are_allowed(home: Path, name: str) -> None:
     assert getattr(load(home, **{ENV_PREFIX + name.upper(): "0"}), name) == 0
 

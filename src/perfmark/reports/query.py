@@ -13,7 +13,7 @@ import glob
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,9 @@ _STATUSES = ("pending", "approved", "rejected", "refunded", "over_cap")
 _LEAD_GOAL_KEYS = ("lead", "signup")
 _DECIMAL = "decimal(24,6)"
 _IBIS_TYPES = {"int64": "int64", "bool": "boolean", "string": "string"}
-#: One view name, replaced on each read (new files are seen; views do not pile up).
+#: View names of event reads (new files are seen; views do not pile up).
 _EVENTS_VIEW = "perfmark_lake_events"
+_VIEW_NAMES = 64
 _CURRENT_COLUMNS = tuple(EVENT_SCHEMA.names)
 #: Threads reading Parquet footers the first time a lake is listed (I/O bound).
 _FOOTER_READERS = 8
@@ -260,22 +261,31 @@ class LakeQuery:
     backend: Any
     engine: str = "duckdb"
     _schemas: _SchemaCache = field(default_factory=_SchemaCache, repr=False, compare=False)
+    _reads: int = field(default=0, repr=False, compare=False)
+
+    def event_files(self, first: date | None = None, last: date | None = None) -> list[str]:
+        """The lake's event files, sorted, of the UTC dates from `first` to `last` if given."""
+        root = self.lake / "events"
+        if first is not None and first == last:
+            pattern = str(root / f"date={first.isoformat()}" / "hour=*" / "*.parquet")
+            return sorted(glob.glob(pattern))
+        files = sorted(glob.glob(str(root / "date=*" / "hour=*" / "*.parquet")))
+        if first is None and last is None:
+            return files
+        low = f"date={first.isoformat()}" if first else ""
+        high = f"date={last.isoformat()}" if last else "date=~"
+        # date=YYYY-MM-DD partitions sort as their dates do.
+        return [path for path in files if low <= Path(path).parent.parent.name <= high]
 
     def events(self, day: date | None = None) -> ir.Table | None:
         """Every event of the lake, or of one UTC date partition (None when there are none)."""
         root = self.lake / "events"
         if day is not None:
             root = root / f"date={day.isoformat()}"
-        pattern = (
-            str(root / "hour=*" / "*.parquet")
-            if day
-            else str(root / "date=*" / "hour=*" / "*.parquet")
-        )
-        files = sorted(glob.glob(pattern))
-        if not files:
-            return None
-        view = _EVENTS_VIEW if day is None else f"{_EVENTS_VIEW}_{day:%Y%m%d}"
         if self.engine == "spark":
+            if not self.event_files(day, day):
+                return None
+            view = _EVENTS_VIEW if day is None else f"{_EVENTS_VIEW}_{day:%Y%m%d}"
             table = self.backend.read_parquet(
                 str(root),
                 table_name=view,
@@ -285,11 +295,34 @@ class LakeQuery:
                 pathGlobFilter="*.parquet",
             )
             return _conformed(table)
-        groups = self._schemas.groups(files, complete=day is None)
+        return self.events_of(self.event_files(day, day), complete=day is None)
+
+    def events_between(self, first: date | None, last: date | None) -> ir.Table | None:
+        """The events of the UTC dates from `first` to `last` (None: open end).
+
+        DuckDB reads only those partitions; Spark reads the lake and the report's time
+        filter does the rest (it prunes by itself when it lists the files).
+        """
+        if self.engine == "spark" or (first is None and last is None):
+            return self.events()
+        return self.events_of(self.event_files(first, last))
+
+    def events_of(self, files: list[str], *, complete: bool = False) -> ir.Table | None:
+        """The events of the given lake files (DuckDB), schema generations stacked.
+
+        `complete` says `files` is the whole lake (files missing from it are gone).
+        """
+        if not files:
+            return None
+        # A view per read, its name reused after _VIEW_NAMES reads: an expression reads a
+        # few views, and a long-running server must not pile up views in the catalog.
+        self._reads = (self._reads + 1) % _VIEW_NAMES
+        view = f"{_EVENTS_VIEW}_{self._reads}"
+        groups = self._schemas.groups(files, complete=complete)
         if list(groups) == [_CURRENT_COLUMNS]:
-            # Every file has today's columns (so will any file written meanwhile): one plain
-            # read. DuckDB's union_by_name would open every footer on every query instead.
-            return self.backend.read_parquet(pattern, table_name=view, hive_partitioning=False)
+            # Every file has today's columns: one plain read of the listed files. DuckDB's
+            # union_by_name would open every footer on every query instead.
+            return self.backend.read_parquet(files, table_name=view, hive_partitioning=False)
         # Files written before a column existed lack it: read each schema generation alone,
         # add the missing columns as nulls, and stack them (schema evolution).
         parts = [
@@ -316,7 +349,7 @@ class LakeQuery:
         are never added across currencies; distinct counts and medians need the whole
         group and are asked for with `by_currency=False`.
         """
-        events = self.events()
+        events = self.events_for(request, measures)
         if events is None:
             return []
         expression = self.expression(
@@ -324,6 +357,19 @@ class LakeQuery:
         )
         table: pa.Table = self.backend.to_pyarrow(expression)
         return label_periods(request, table.to_pylist())
+
+    def events_for(self, request: ReportRequest, measures: Collection[str]) -> ir.Table | None:
+        """The events a report must read: the date partitions its time range touches.
+
+        Counted on the click's date, a conversion lands on or after its click's date, so
+        the range stays open at the end; a first conversion ever needs the whole lake.
+        """
+        if "new_customers" in measures:
+            return self.events()
+        start_ms, end_ms = request.utc_range_ms()
+        first = datetime.fromtimestamp(start_ms / 1000, UTC).date()
+        last = datetime.fromtimestamp((end_ms - 1) / 1000, UTC).date()
+        return self.events_between(first, None if request.date_basis is DateBasis.CLICK else last)
 
     def expression(
         self,

@@ -19,8 +19,10 @@ from __future__ import annotations
 import functools
 import glob
 import json
+import math
 import os
-from collections.abc import Collection, Iterable
+import time
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -44,6 +46,7 @@ from perfmark.reports.query import (
     REPORTED_TYPES,
     LakeQuery,
     calendar_keys,
+    connect_engine,
     label_periods,
     measure_aggregates,
     with_measure_terms,
@@ -53,9 +56,13 @@ __all__ = [
     "ADDITIVE_MEASURES",
     "DEFAULT_ROLLUPS",
     "HOUR_MS",
+    "RollupKeeper",
     "RollupQuery",
     "RollupSpec",
+    "Freshness",
     "build_rollups",
+    "dates_of_files",
+    "freshness",
     "rollup_dates",
 ]
 
@@ -64,6 +71,8 @@ ADDITIVE_MEASURES = tuple(name for name in BASE_MEASURES if name not in NON_ADDI
 HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
 _SOURCES = "_sources.json"
+#: Dates whose last build time the keeper remembers (older ones count as never built).
+_REMEMBERED_BUILDS = 64
 _PART = "part.parquet"
 
 
@@ -129,10 +138,23 @@ def _event_files_by_day(lake: Path) -> dict[str, list[str]]:
     return {key: sorted(files) for key, files in by_day.items()}
 
 
-def _stale(lake: Path, spec: RollupSpec, days: list[date]) -> list[date]:
-    """The dates whose stored rollup does not match their event files."""
+@dataclass(frozen=True)
+class Freshness:
+    """How a report's dates stand against their stored rollup partitions.
+
+    `stale` dates are read from raw events alone; `extra_files` are event files that landed
+    on a date after its partition was built (the partition covers the rest of that date).
+    """
+
+    stale: tuple[date, ...]
+    extra_files: tuple[str, ...]
+
+
+def freshness(lake: Path, spec: RollupSpec, days: list[date]) -> Freshness:
+    """Which of `days` a stored rollup covers, wholly or but for newer event files."""
     files_by_day = _event_files_by_day(lake)
     stale = []
+    extra: list[str] = []
     for day in days:
         sources = files_by_day.get(f"date={day.isoformat()}", [])
         directory = _day_directory(lake, spec, day)
@@ -142,9 +164,12 @@ def _stale(lake: Path, spec: RollupSpec, days: list[date]) -> list[date]:
             built_from = None
         if built_from is None and not sources and not (directory / _PART).exists():
             continue  # no events, no rollup: nothing to read either way
-        if built_from != sources:
-            stale.append(day)
-    return stale
+        if built_from is None or not set(built_from) <= set(sources):
+            stale.append(day)  # never built, or built from a file since removed (redone)
+            continue
+        covered = set(built_from)
+        extra.extend(str(lake / path) for path in sources if path not in covered)
+    return Freshness(tuple(stale), tuple(extra))
 
 
 def _write_atomically(path: Path, write: Any) -> None:
@@ -239,13 +264,13 @@ class RollupQuery(LakeQuery):
         """As `LakeQuery.aggregate`, from rollups when the request allows it."""
         spec = None if extra_keys else self.rollup_for(request, measures)
         days = rollup_dates(*request.utc_range_ms())
-        stale = _stale(self.lake, spec, days) if spec else days
-        if spec is None or len(stale) == len(days):
+        state = freshness(self.lake, spec, days) if spec else None
+        if spec is None or state is None or len(state.stale) == len(days):
             # Not allowed, or nothing built yet: the plain report over raw events.
             return super().aggregate(
                 request, measures, by_currency=by_currency, extra_keys=extra_keys
             )
-        source = self.rollup_rows(spec, stale)
+        source = self.rollup_rows(spec, state)
         if source is None:
             return []
         expression = self.rollup_expression(
@@ -254,14 +279,30 @@ class RollupQuery(LakeQuery):
         table: pa.Table = self.backend.to_pyarrow(expression)
         return label_periods(request, table.to_pylist())
 
-    def rollup_rows(self, spec: RollupSpec, stale: list[date]) -> ir.Table | None:
-        """Rollup rows: stored partitions where fresh, raw events summed where `stale`."""
+    def rollup_rows(self, spec: RollupSpec, state: Freshness) -> ir.Table | None:
+        """Rollup rows: stored partitions, plus raw events summed where they are not covered.
+
+        Stale dates are left out of the stored rows and summed from all their events; a
+        date with newer files adds just those files' sums to its stored rows.
+        """
+        stale = list(state.stale)
+        extra = list(state.extra_files)
+        if self.engine == "spark" and extra:
+            # Spark reads a date's directory, not a file list: such dates count as stale.
+            stale = sorted({*stale, *(date.fromisoformat(p.split("date=")[1][:10]) for p in extra)})
+            extra = []
         parts: list[ir.Table] = []
         stored = self._stored(spec, stale)
         if stored is not None:
             parts.append(stored)
-        for day in stale:
-            events = self.events(day)
+        if self.engine == "spark":
+            for day in stale:
+                events = self.events(day)
+                if events is not None:
+                    parts.append(_rollup_expression(events, spec))
+        else:
+            files = [path for day in stale for path in self.event_files(day, day)]
+            events = self.events_of(sorted({*files, *extra}))
             if events is not None:
                 parts.append(_rollup_expression(events, spec))
         if not parts:
@@ -318,3 +359,83 @@ class RollupQuery(LakeQuery):
         if not keys:
             return t.aggregate(**sums)
         return t.group_by(**keys).aggregate(**sums)
+
+
+class RollupKeeper:
+    """Keeps the rollups of the dates the processor writes, for reports to read.
+
+    The processor `touch`es the UTC dates of each committed batch; `build_due` rebuilds a
+    touched date once `interval_seconds` have passed since its last build (meanwhile a
+    report reads the partition plus the date's newer event files, so it is exact at any
+    moment). At start every date whose partition is missing or stale is touched, so a lake
+    written before rollups existed, or a crash between a batch and its rollup, heals.
+    """
+
+    def __init__(
+        self,
+        lake: Path,
+        interval_seconds: float,
+        *,
+        specs: tuple[RollupSpec, ...] = DEFAULT_ROLLUPS,
+        days_per_build: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # The processor builds with its own in-process DuckDB, whatever engine reports use:
+        # a date's events are small, and the Parquet it writes reads the same on Spark.
+        self.query = LakeQuery(lake, connect_engine("duckdb"))
+        self.interval_seconds = interval_seconds
+        self.specs = specs
+        self.days_per_build = days_per_build
+        self._clock = clock
+        self._dirty: set[date] = set()
+        self._built_at: dict[date, float] = {}
+
+    def touch(self, days: Iterable[date]) -> None:
+        """Mark dates that received events."""
+        self._dirty.update(days)
+
+    def touch_unbuilt(self) -> None:
+        """Mark every date of the lake whose rollup is missing or no longer matches."""
+        days = sorted(
+            date.fromisoformat(name.removeprefix("date="))
+            for name in _event_files_by_day(self.query.lake)
+        )
+        for spec in self.specs:
+            state = freshness(self.query.lake, spec, days)
+            self._dirty.update(state.stale)
+            self._dirty.update(
+                date.fromisoformat(Path(path).parent.parent.name.removeprefix("date="))
+                for path in state.extra_files
+            )
+
+    def build_due(self, *, force: bool = False) -> list[date]:
+        """Rebuild the touched dates that are due (all of them with `force`); returns them."""
+        now = self._clock()
+        due = sorted(
+            day
+            for day in self._dirty
+            if force or now - self._built_at.get(day, -math.inf) >= self.interval_seconds
+        )
+        if not force:
+            due = due[: self.days_per_build]
+        if not due:
+            return []
+        self._dirty.difference_update(due)
+        try:
+            build_rollups(self.query, due, self.specs)
+        except BaseException:
+            self._dirty.update(due)  # tried again on the next call
+            raise
+        for day in due:
+            self._built_at[day] = now
+        if len(self._built_at) > _REMEMBERED_BUILDS:
+            for day in sorted(self._built_at)[:-_REMEMBERED_BUILDS]:
+                del self._built_at[day]
+        return due
+
+
+def dates_of_files(files: Iterable[Path | str]) -> set[date]:
+    """The UTC dates of lake event files (from their `date=` directory)."""
+    return {
+        date.fromisoformat(Path(path).parent.parent.name.removeprefix("date=")) for path in files
+    }

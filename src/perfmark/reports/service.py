@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +13,9 @@ from sqlalchemy import select
 
 from perfmark.adapters.store.engine import transaction
 from perfmark.adapters.store.schema import advertisers, campaigns, offers, publishers
-from perfmark.billing.domain.pricing import RateTable
+from perfmark.billing.domain.pricing import RateNotFoundError, RateTable
+from perfmark.costs.domain import spend_in
+from perfmark.costs.services import daily_costs, rate_table
 from perfmark.errors import ValidationError
 from perfmark.money import Money
 from perfmark.reports.domain.catalog import (
@@ -25,6 +27,7 @@ from perfmark.reports.domain.catalog import (
 )
 from perfmark.reports.domain.request import ReportRequest
 from perfmark.reports.query import GROUP_CURRENCY, VALUE_CURRENCY, LakeQuery, connect_engine
+from perfmark.reports.rollups import RollupQuery
 from perfmark.services.accounts import get_workspace
 from perfmark.services.container import Container
 from perfmark.settings import lake_directory
@@ -33,6 +36,10 @@ __all__ = ["ReportResult", "lake_query", "run_report"]
 
 _AMOUNTS_IN_BILLING = ("cost", "payout")
 _AMOUNTS_IN_VALUE = ("revenue", "sales_revenue")
+#: Dimensions imported spend can be split by: the campaign's own, and whole local days.
+_SPEND_DIMENSIONS = frozenset(
+    {"campaign", "advertiser", "channel", "offer", "day", "week", "month"}
+)
 _NAMED = {
     "campaign": campaigns,
     "advertiser": advertisers,
@@ -58,7 +65,11 @@ class ReportResult:
 
 
 def lake_query(container: Container) -> LakeQuery:
-    """The process's query layer for this container's lake and engine (built once)."""
+    """The process's query layer for this container's lake and engine (built once).
+
+    It answers from the processor's rollups whenever a report allows it (identical
+    results), and from raw events otherwise.
+    """
     settings = container.settings
     lake = lake_directory(settings)
     # Keyed by what the query reads, not by the container object: an id() can be reused
@@ -71,7 +82,7 @@ def lake_query(container: Container) -> LakeQuery:
         query = _queries.get(key)
         if query is None:
             backend = connect_engine(settings.lake_engine, settings.spark_master)
-            query = LakeQuery(lake, backend, settings.lake_engine)
+            query = RollupQuery(lake, backend, settings.lake_engine)
             _queries[key] = query
     return query
 
@@ -83,10 +94,15 @@ def run_report(
     rates: RateTable | None = None,
     query: LakeQuery | None = None,
 ) -> ReportResult:
-    """Run `request` over the lake of `container`."""
+    """Run `request` over the lake of `container`.
+
+    `rates` converts amounts in other currencies; by default the workspace's rates table,
+    read only when a report mixes currencies.
+    """
     query = query or lake_query(container)
     currency = request.currency or get_workspace(container, request.workspace_id).spec.currency
-    rows, total_values = _measured(query, request, currency, rates)
+    source = _Sources(container, query, request.workspace_id, currency, rates)
+    rows, total_values = source.measured(request)
     totals = _metrics(total_values, request.metrics)
     previous_totals = None
     previous_by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -94,8 +110,8 @@ def run_report(
     by_row = bool(request.dimensions) and not set(request.dimensions) & TIME_DIMENSIONS
     if request.compare:
         before = request.previous()
-        previous_rows, previous_values = _measured(
-            query, before if by_row else replace(before, dimensions=()), currency, rates
+        previous_rows, previous_values = source.measured(
+            before if by_row else replace(before, dimensions=())
         )
         previous_totals = _metrics(previous_values, request.metrics)
         _add_changes(totals, previous_totals, request.metrics)
@@ -129,12 +145,51 @@ def run_report(
     )
 
 
+class _Sources:
+    """What a report reads: the lake, imported ad spend, and the rates (loaded once, if used)."""
+
+    def __init__(
+        self,
+        container: Container,
+        query: LakeQuery,
+        workspace_id: str,
+        currency: str,
+        rates: RateTable | None,
+    ) -> None:
+        self.container = container
+        self.query = query
+        self.workspace_id = workspace_id
+        self.currency = currency
+        self._rates = rates
+
+    def rates(self) -> RateTable:
+        if self._rates is None:
+            self._rates = rate_table(self.container, self.workspace_id)
+        return self._rates
+
+    def measured(self, request: ReportRequest) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        try:
+            rows, totals = _measured(self.query, request, self.currency, self.rates)
+            if "cost" in totals:
+                _add_imported_spend(
+                    self.container, request, self.currency, self.rates, rows, totals
+                )
+        except RateNotFoundError as error:
+            raise ValidationError(
+                f"the report mixes currencies and needs exchange rates to convert them to "
+                f"{self.currency}: {error.message}; import rates (POST /api/rates) or "
+                "filter to one currency",
+                field="currency",
+            ) from error
+        return rows, totals
+
+
 def _key(row: Mapping[str, Any], dimensions: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(row.get(name) for name in dimensions)
 
 
 def _measured(
-    query: LakeQuery, request: ReportRequest, currency: str, rates: RateTable | None
+    query: LakeQuery, request: ReportRequest, currency: str, rates: Callable[[], RateTable]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Base measures per group and in total, every amount in `currency`.
 
@@ -172,7 +227,7 @@ def _in_currency(
     request: ReportRequest,
     measures: tuple[str, ...],
     currency: str,
-    rates: RateTable | None,
+    rates: Callable[[], RateTable],
 ) -> list[dict[str, Any]]:
     """Additive measures per group and currency, with every amount converted to `currency`."""
     if not set(measures) & {*_AMOUNTS_IN_BILLING, *_AMOUNTS_IN_VALUE}:
@@ -185,12 +240,7 @@ def _in_currency(
     )
     if not foreign:
         return rows
-    if rates is None:
-        raise ValidationError(
-            f"the report mixes currencies and no exchange rates are loaded to convert them to "
-            f"{currency}; import rates (POST /api/rates) or filter to one currency",
-            field="currency",
-        )
+    table = rates()
     # Convert at the rate of each event's local day (at noon): aggregate per day, convert.
     day_request = (
         request
@@ -202,11 +252,69 @@ def _in_currency(
         moment = datetime.combine(date.fromisoformat(row["day"]), time(12), request.zone)
         for name, column in ((n, GROUP_CURRENCY) for n in _AMOUNTS_IN_BILLING):
             if name in row:
-                row[name] = _convert(row[name], row.get(column), currency, moment, rates)
+                row[name] = _convert(row[name], row.get(column), currency, moment, table)
         for name, column in ((n, VALUE_CURRENCY) for n in _AMOUNTS_IN_VALUE):
             if name in row:
-                row[name] = _convert(row[name], row.get(column), currency, moment, rates)
+                row[name] = _convert(row[name], row.get(column), currency, moment, table)
     return daily
+
+
+def _add_imported_spend(
+    container: Container,
+    request: ReportRequest,
+    currency: str,
+    rates: Callable[[], RateTable],
+    rows: list[dict[str, Any]],
+    totals: dict[str, Any],
+) -> None:
+    """Add imported ad spend (Google Ads, Meta Ads, CSV, API) to `cost`, per group and total.
+
+    Spend is known per campaign and day, in the report's time zone (ad platforms report
+    days in the ad account's zone). It lands in the groups of the campaign's own dimensions
+    (campaign, advertiser, channel, offer) and of its day, week or month; a dimension spend
+    cannot be split by (publisher, country, hour, sub ids, ...) is empty in its row, the
+    "(not set)" row, so rows always add up to the totals. A filter on such a dimension
+    leaves spend out: it cannot be known to belong to that value.
+    """
+    if set(request.filters) - _SPEND_DIMENSIONS:
+        return
+    spend_rows = daily_costs(container, request.workspace_id, request.start, request.end)
+    if not spend_rows:
+        return
+    with transaction(container.engine) as conn:
+        owners = {
+            row.id: {"campaign": row.id, "advertiser": row.advertiser_id,
+                     "channel": row.channel, "offer": row.offer_id}
+            for row in conn.execute(
+                select(campaigns.c.id, campaigns.c.advertiser_id, campaigns.c.channel,
+                       campaigns.c.offer_id).where(campaigns.c.workspace_id == request.workspace_id)
+            )
+        }  # fmt: skip
+    groups = {_key(row, request.dimensions): row for row in rows}
+    for spend in spend_rows:
+        owner = owners.get(spend.campaign_id)
+        if owner is None:
+            continue
+        if any(owner[name] not in values for name, values in request.filters.items()):
+            continue
+        amount = spend_in(spend, currency, rates(), zone=request.zone).amount
+        values = {**owner, **_periods_of(spend.date)}
+        key = tuple(values.get(name) for name in request.dimensions)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = dict(zip(request.dimensions, key, strict=True))
+            rows.append(group)
+        group["cost"] = (group.get("cost") or 0) + amount
+        totals["cost"] = (totals.get("cost") or 0) + amount
+
+
+def _periods_of(day: date) -> dict[str, str]:
+    """A day's labels as the calendar gives them (day, week's Monday, month's first day)."""
+    return {
+        "day": day.isoformat(),
+        "week": (day - timedelta(days=day.weekday())).isoformat(),
+        "month": day.replace(day=1).isoformat(),
+    }
 
 
 def _convert(

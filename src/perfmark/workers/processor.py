@@ -51,6 +51,7 @@ from perfmark.domain.pricing import BillableEvent
 from perfmark.errors import NotFoundError, PerfmarkError
 from perfmark.ids import new_id
 from perfmark.money import Money
+from perfmark.reports.rollups import RollupKeeper, dates_of_files
 from perfmark.services.container import Container
 from perfmark.services.tracking_config import ConfigCache
 from perfmark.settings import lake_directory, wal_directory
@@ -124,6 +125,8 @@ class Processor:
         self.lake = LakeWriter(lake_directory(settings))
         self.marker = lake_directory(settings) / "_pending_batch.json"
         self.config = ConfigCache(container.engine, settings.config_cache_ttl_ms)
+        self.rollups = RollupKeeper(lake_directory(settings), settings.rollup_interval_seconds)
+        self.rollups.touch_unbuilt()
         self._origins: dict[str, str] = {}
         self.recover()
         self.recent = RecentEventIds()
@@ -176,6 +179,7 @@ class Processor:
         self.lake.write(batch_id, kept)
         self.reader.save_checkpoint(batch.checkpoint)
         self.marker.unlink()
+        self.rollups.touch(dates_of_files(files))
         # Only now, with the batch committed: a batch that fails is redone from scratch.
         now_ms = _now_ms(self.container)
         for event in kept:
@@ -191,6 +195,7 @@ class Processor:
             result = self.process_batch()
             total += result.written
             if result.read == 0:
+                self.rollups.build_due(force=True)
                 return total
 
     def run(self, stop: threading.Event, idle_seconds: float = 0.2) -> None:
@@ -203,9 +208,21 @@ class Processor:
                 stop.wait(1.0)
                 self.recover()
                 continue
+            self._keep_rollups()
             if result.read == 0:
                 self.reader.delete_consumed()
                 stop.wait(idle_seconds)
+
+    def _keep_rollups(self) -> None:
+        """Rebuild the rollups that are due (`rollup_interval_seconds` after the last build).
+
+        A failed rebuild costs reports only speed (they read those dates' raw events), so
+        it is logged and tried again later, never allowed to stop the processor.
+        """
+        try:
+            self.rollups.build_due()
+        except Exception:
+            logger.exception("rebuilding report rollups failed; retrying later")
 
     def _write_marker(self, batch_id: str, files: list[Path], checkpoint: Checkpoint) -> None:
         temporary = self.marker.with_suffix(".tmp")
@@ -397,6 +414,7 @@ class Processor:
                 goal_id=event.goal_id,
                 publisher_id=event.publisher_id,
                 value=value,
+                allow_negative_margin=campaign.allow_negative_margin,
             )
         except NotFoundError:
             return  # no price for this event kind: it costs nothing

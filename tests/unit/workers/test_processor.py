@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import duckdb
+import ibis
 import pytest
 from sqlalchemy import select
 
@@ -24,6 +25,11 @@ from perfmark.ingest.click import ClickOutcome, ClickTracker
 from perfmark.ingest.conversions import ConversionTracker, sign_postback
 from perfmark.ingest.hits import Hit
 from perfmark.ingest.segment import SegmentTracker
+from perfmark.reports.domain.request import parse_report_request
+from perfmark.reports.export import report_to_json
+from perfmark.reports.query import LakeQuery
+from perfmark.reports.rollups import DEFAULT_ROLLUPS, RollupQuery, freshness
+from perfmark.reports.service import run_report
 from perfmark.services.container import Container, build_container
 from perfmark.services.demo import DemoWorkspace, seed_demo
 from perfmark.services.tracking_config import ConfigSnapshot, load_snapshot
@@ -493,3 +499,64 @@ def test_server_side_events_are_not_bots_but_crawling_browsers_are(pipe: Pipe) -
         "Custom": (False, None),
         "Crawled": (True, "crawler"),
     }
+
+
+def _report(pipe: Pipe, query: Any, **arguments: Any) -> dict[str, Any]:
+    today = pipe.clock.now().date().isoformat()
+    arguments = {"start": today, "end": today, **arguments}
+    request = parse_report_request(pipe.demo.workspace_id, **arguments)
+    result: dict[str, Any] = report_to_json(run_report(pipe.container, request, query=query))
+    return result
+
+
+def test_the_processor_keeps_rollups_that_reports_use_with_identical_results(pipe: Pipe) -> None:
+    for index in range(3):
+        pipe.click(index, sub1="a")
+    pipe.postback(clid=pipe.click(0), goal="sale", value="40", txid="t1")
+    processor = pipe.process()
+    lake = lake_directory(pipe.container.settings)
+    today = pipe.clock.now().date()
+    for spec in DEFAULT_ROLLUPS:  # drained: every rollup of today matches today's files
+        assert freshness(lake, spec, [today]).stale == ()
+        assert freshness(lake, spec, [today]).extra_files == ()
+    backend = ibis.duckdb.connect()
+    raw, rolled = LakeQuery(lake, backend), RollupQuery(lake, backend)
+    case = {"dimensions": "campaign,publisher,hour", "metrics": "clicks,conversions,revenue,cpa"}
+    request = parse_report_request(
+        pipe.demo.workspace_id, start=today, end=today, dimensions="campaign,hour"
+    )
+    assert rolled.rollup_for(request, ("clicks",)) is DEFAULT_ROLLUPS[0]
+    assert _report(pipe, rolled, **case) == _report(pipe, raw, **case)
+    assert _report(pipe, rolled, metrics="clicks")["totals"]["clicks"] == 4
+
+    # A batch after the build: the rollup plus the newer file, still exact, then rebuilt.
+    pipe.click(1, sub1="b")
+    assert processor.process_batch().written == 1
+    state = freshness(lake, DEFAULT_ROLLUPS[0], [today])
+    assert state.stale == () and len(state.extra_files) == 1
+    assert _report(pipe, rolled, **case) == _report(pipe, raw, **case)
+    assert _report(pipe, rolled, metrics="clicks")["totals"]["clicks"] == 5
+    assert processor.rollups.build_due(force=True) == [today]
+    assert freshness(lake, DEFAULT_ROLLUPS[0], [today]).extra_files == ()
+    assert _report(pipe, rolled, **case) == _report(pipe, raw, **case)
+
+
+def test_rollups_are_rebuilt_at_most_once_per_interval_and_heal_at_start(pipe: Pipe) -> None:
+    pipe.click(0)
+    processor = Processor(pipe.container, count=pipe.count)
+    times = iter([100.0, 110.0, 131.0])
+    processor.rollups._clock = lambda: next(times)
+    processor.process_batch()
+    today = pipe.clock.now().date()
+    assert processor.rollups.build_due() == [today]  # never built: due at once
+    pipe.click(1)
+    processor.process_batch()
+    assert processor.rollups.build_due() == []  # 10 s later: not yet (interval 30 s)
+    assert processor.rollups.build_due() == [today]  # 31 s later
+    # Rollups removed (or a crash before a build): a new processor finds and rebuilds them.
+    lake = lake_directory(pipe.container.settings)
+    for part in (lake / "rollups").rglob("_sources.json"):
+        part.unlink()
+    assert freshness(lake, DEFAULT_ROLLUPS[0], [today]).stale == (today,)
+    Processor(pipe.container, count=pipe.count).drain()
+    assert freshness(lake, DEFAULT_ROLLUPS[0], [today]).stale == ()
