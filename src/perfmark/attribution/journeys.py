@@ -11,6 +11,7 @@ the engine: millions of journeys never become Python objects.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -38,6 +39,12 @@ DAY_MS = 86_400_000
 #: What a touch is labelled by in paths.
 TOUCH_LABELS = ("channel", "campaign", "publisher")
 _LABEL_COLUMN = {"channel": "channel", "campaign": "campaign_id", "publisher": "publisher_id"}
+#: The columns journeys read from a window's events (kept once per run, see journey_paths).
+_KEPT_COLUMNS = (
+    "journey", "event_id", "type", "ts_ms", "status", "value", "is_bot", "drop_reason",
+    "click_id", "channel", "campaign_id", "publisher_id", "utm_source", "utm_medium",
+    "utm_campaign", "referrer", "url",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,57 @@ def journey_paths(
     drilldown_limit: int | None = None,
 ) -> JourneyTables:
     """Paths of the conversions (and non-converting journeys) in the local date range."""
+    keep = _Kept(query)
+    try:
+        return _journey_paths(
+            query, keep, workspace_id, start, end, timezone, options,
+            per_journey=per_journey, drilldown_limit=drilldown_limit,
+        )  # fmt: skip
+    finally:
+        keep.drop()
+
+
+class _Kept:
+    """Intermediate tables computed once and read by several queries, dropped afterwards.
+
+    On DuckDB each is a temporary table of the thread's connection (Ibis's own `cache()`
+    fails to drop its tables on this DuckDB). Spark plans are left as they are: Spark
+    re-reads what it needs, and a cluster's memory is not ours to fill.
+    """
+
+    def __init__(self, query: LakeQuery) -> None:
+        self.backend = query.backend
+        self.enabled = query.engine == "duckdb"
+        self.names: list[str] = []
+
+    def __call__(self, expression: ir.Table) -> ir.Table:
+        if not self.enabled:
+            return expression
+        name = f"perfmark_journeys_{uuid.uuid4().hex}"
+        table: ir.Table = self.backend.create_table(name, expression, temp=True)
+        self.names.append(name)
+        return table
+
+    def drop(self) -> None:
+        for name in self.names:
+            # Plain SQL: Ibis's drop_table renders a statement this DuckDB refuses. The
+            # name is ours (a uuid), never user input.
+            self.backend.con.execute(f'DROP TABLE IF EXISTS "{name}"')
+        self.names.clear()
+
+
+def _journey_paths(
+    query: LakeQuery,
+    keep: _Kept,
+    workspace_id: str,
+    start: date,
+    end: date,
+    timezone: str,
+    options: JourneyOptions | None,
+    *,
+    per_journey: bool,
+    drilldown_limit: int | None,
+) -> JourneyTables:
     options = options or JourneyOptions()
     events = query.events()
     if events is None:
@@ -207,6 +265,9 @@ def journey_paths(
     longest_ms = max(options.click_window_days, options.view_window_days) * DAY_MS
     keyed, _ = _journey_key(events, workspace_id)
     keyed = keyed.filter((keyed.ts_ms >= start_ms - longest_ms) & (keyed.ts_ms < end_ms))
+    # The window's events are read from the lake once and kept: the outputs below are
+    # several queries over them (and over the per-conversion and open-journey paths).
+    keyed = keep(keyed.select(*_KEPT_COLUMNS))
     touches = _touches(keyed, options)
 
     conv = keyed.filter(
@@ -246,7 +307,7 @@ def journey_paths(
     per_conversion = per_conversion.mutate(
         path=ordered.map(lambda touch: touch["l"]), lags=ordered.map(lambda touch: touch["d"])
     ).drop("touch_list")
-    per_conversion = per_conversion.mutate(path_text=per_conversion.path.join(" > "))
+    per_conversion = keep(per_conversion.mutate(path_text=per_conversion.path.join(" > ")))
     converted_paths = per_conversion.group_by("path_text").aggregate(
         conversions=per_conversion.count(), value=per_conversion.value.sum()
     )
@@ -264,7 +325,7 @@ def journey_paths(
     open_journeys = open_journeys.mutate(
         path=open_journeys.touch_list.sort().map(lambda touch: touch["l"])
     ).drop("touch_list")
-    open_journeys = open_journeys.mutate(path_text=open_journeys.path.join(" > "))
+    open_journeys = keep(open_journeys.mutate(path_text=open_journeys.path.join(" > ")))
     null_paths = open_journeys.group_by("path_text").aggregate(nulls=open_journeys.count())
 
     backend = query.backend
