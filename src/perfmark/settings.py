@@ -103,6 +103,9 @@ class Settings:
         "duckdb", "Query engine for reports over the event lake."
     )
     spark_master: str = _setting("local[2]", "Spark master URL when lake_engine is spark.")
+    dashboard_warmup: bool = _setting(
+        True, "Compute the dashboard's default figures in the background when a worker starts."
+    )
     rollup_interval_seconds: int = _setting(
         30, "Least time between two rebuilds of one date's report rollups by the processor."
     )

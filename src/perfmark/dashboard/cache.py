@@ -8,8 +8,10 @@ its hour partitions: their files and directory times change with every file writ
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +37,10 @@ MAX_CACHED_REPORTS = 256
 
 _lock = threading.Lock()
 _results: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+#: The newest result per (lake, key), whatever the lake's version: (monotonic time, result).
+_latest: dict[tuple[str, str], tuple[float, Any]] = {}
+_refreshing: set[tuple[str, str]] = set()
+logger = logging.getLogger("perfmark.dashboard")
 
 
 def lake_version(container: Container) -> str:
@@ -57,24 +63,65 @@ def lake_version(container: Container) -> str:
     return f"{count}.{newest}"
 
 
-def cached_over_lake(container: Container, key: str, compute: Callable[[], T]) -> T:
+def cached_over_lake(
+    container: Container, key: str, compute: Callable[[], T], *, stale_for_s: float = 0
+) -> T:
     """`compute()`, or its result from before if the lake has not changed since.
 
     `key` must name everything the result depends on besides the lake (a request's repr).
+    With `stale_for_s`, a result computed on an older lake less than that many seconds ago
+    is returned at once while one background thread computes the fresh one (for heavy
+    analyses, such as attribution, whose page says when its figures were computed).
     """
     lake = str(lake_directory(container.settings).resolve())
-    full_key = (lake, lake_version(container), key)
+    version = lake_version(container)
+    full_key = (lake, version, key)
     with _lock:
         if full_key in _results:
             _results.move_to_end(full_key)
             found: T = _results[full_key]
             return found
+        latest = _latest.get((lake, key))
+    if latest is not None and time.monotonic() - latest[0] < stale_for_s:
+        _refresh_in_background((lake, key), full_key, compute)
+        stale: T = latest[1]
+        return stale
+    return _compute_and_keep((lake, key), full_key, compute)
+
+
+def _compute_and_keep(
+    latest_key: tuple[str, str], full_key: tuple[str, str, str], compute: Callable[[], T]
+) -> T:
+    started = time.monotonic()
     result = compute()
     with _lock:
         _results[full_key] = result
         while len(_results) > MAX_CACHED_REPORTS:
             _results.popitem(last=False)
+        _latest[latest_key] = (started, result)
+        while len(_latest) > MAX_CACHED_REPORTS:
+            _latest.pop(next(iter(_latest)))
     return result
+
+
+def _refresh_in_background(
+    latest_key: tuple[str, str], full_key: tuple[str, str, str], compute: Callable[[], T]
+) -> None:
+    with _lock:
+        if latest_key in _refreshing:
+            return
+        _refreshing.add(latest_key)
+
+    def refresh() -> None:
+        try:
+            _compute_and_keep(latest_key, full_key, compute)
+        except Exception:
+            logger.exception("refreshing a kept dashboard result failed")
+        finally:
+            with _lock:
+                _refreshing.discard(latest_key)
+
+    threading.Thread(target=refresh, name="perfmark-dashboard-refresh", daemon=True).start()
 
 
 def cached_report(container: Container, request: ReportRequest) -> ReportResult:
@@ -86,3 +133,4 @@ def clear_report_cache() -> None:
     """Forget every kept result (tests that rewrite a lake in place)."""
     with _lock:
         _results.clear()
+        _latest.clear()

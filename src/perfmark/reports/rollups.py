@@ -129,12 +129,20 @@ def _day_directory(lake: Path, spec: RollupSpec, day: date) -> Path:
     return lake / "rollups" / spec.name / f"date={day.isoformat()}"
 
 
-def _event_files_by_day(lake: Path) -> dict[str, list[str]]:
-    """Every event file, relative to the lake (as `_sources.json` lists them), by date=."""
+def _event_files_by_day(lake: Path, days: Iterable[date] | None = None) -> dict[str, list[str]]:
+    """The event files (of `days`, else all), relative to the lake as `_sources.json` lists
+    them, by date=."""
+    if days is None:
+        patterns = [str(lake / "events" / "date=*" / "hour=*" / "*.parquet")]
+    else:
+        patterns = [
+            str(lake / "events" / f"date={d.isoformat()}" / "hour=*" / "*.parquet") for d in days
+        ]
     by_day: dict[str, list[str]] = {}
-    for path in glob.glob(str(lake / "events" / "date=*" / "hour=*" / "*.parquet")):
-        relative = os.path.relpath(path, lake)
-        by_day.setdefault(relative.split(os.sep)[1], []).append(relative)
+    for pattern in patterns:
+        for path in glob.glob(pattern):
+            relative = os.path.relpath(path, lake)
+            by_day.setdefault(relative.split(os.sep)[1], []).append(relative)
     return {key: sorted(files) for key, files in by_day.items()}
 
 
@@ -152,7 +160,7 @@ class Freshness:
 
 def freshness(lake: Path, spec: RollupSpec, days: list[date]) -> Freshness:
     """Which of `days` a stored rollup covers, wholly or but for newer event files."""
-    files_by_day = _event_files_by_day(lake)
+    files_by_day = _event_files_by_day(lake, days)
     stale = []
     extra: list[str] = []
     for day in days:
@@ -191,7 +199,7 @@ def build_rollups(
     built = []
     specs = tuple(specs)
     for day in sorted(set(days)):
-        sources = _event_files_by_day(query.lake).get(f"date={day.isoformat()}", [])
+        sources = _event_files_by_day(query.lake, [day]).get(f"date={day.isoformat()}", [])
         events = query.events(day) if sources else None
         for spec in specs:
             directory = _day_directory(query.lake, spec, day)

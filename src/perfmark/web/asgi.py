@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp
 
+from perfmark.dashboard.warmup import start_warmup
 from perfmark.services.container import build_container
 from perfmark.settings import load_settings
 from perfmark.web.app import create_app
@@ -15,7 +16,12 @@ __all__ = ["app_factory"]
 def app_factory() -> ASGIApp:
     """Build one worker's app; the parent process has already migrated the store.
 
-    The tracking layer answers in front of FastAPI (see `tracking_in_front`): a click does
+    With `dashboard_warmup`, the dashboard's default figures are computed in the background
+    as the worker starts (see `perfmark.dashboard.warmup`). The tracking layer answers in front of FastAPI (see `tracking_in_front`): a click does
     not pass through the API's middleware and exception handling, which it does not need.
     """
-    return tracking_in_front(create_app(build_container(load_settings(), run_migrations=False)))
+    container = build_container(load_settings(), run_migrations=False)
+    app = create_app(container)
+    if container.settings.dashboard_warmup:
+        start_warmup(container)
+    return tracking_in_front(app)
