@@ -411,12 +411,13 @@ def build_billing_router() -> APIRouter:
             "next_cursor": page.next_cursor,
         }
 
-    def bulk(target: ConversionStatus, verb: str) -> None:
+    def bulk(target: ConversionStatus, verb: str, summary: str | None = None) -> None:
         @router.post(
             f"/conversions/{verb}",
             responses=ERROR_RESPONSES,
             tags=["billing"],
-            summary=f"{verb.capitalize()} conversions in bulk: changed, unchanged, refused",
+            summary=summary
+            or f"{verb.capitalize()} conversions in bulk: changed, unchanged, refused",
             operation_id=f"{verb}_conversions",
         )
         def change(
@@ -429,6 +430,12 @@ def build_billing_router() -> APIRouter:
 
     bulk(ConversionStatus.APPROVED, "approve")
     bulk(ConversionStatus.REJECTED, "reject")
+    bulk(
+        ConversionStatus.PENDING,
+        "accept",
+        "Accept over_cap conversions in bulk: each is priced and reserved against its budget "
+        "and caps now, and becomes pending; refused while there is still no room",
+    )
 
     @router.post(
         "/conversions/{conversion_id}/refund",

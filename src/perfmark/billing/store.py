@@ -19,6 +19,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -75,6 +76,7 @@ __all__ = [
     "put_hold",
     "read_counters",
     "record_billed",
+    "release_counter",
     "select_transactions",
 ]
 
@@ -530,6 +532,23 @@ def add_to_counter(
            "updated_at": now}  # fmt: skip
     inserted = conn.execute(sql.new_counter, row).first() is not None
     return inserted or add_to_counter(conn, workspace_id, key, amount, ceiling, now)
+
+
+def release_counter(conn: Connection, key: CounterKey, amount: int, now: datetime) -> None:
+    """Take `amount` off a counter (a reversed spend), never below zero."""
+    conn.execute(
+        update(spend_counters)
+        .where(
+            spend_counters.c.campaign_id == key.campaign_id,
+            spend_counters.c.limit_id == key.limit_id,
+            spend_counters.c.subject == key.subject,
+            spend_counters.c.bucket == key.bucket,
+        )
+        .values(
+            value=case((spend_counters.c.value > amount, spend_counters.c.value - amount), else_=0),
+            updated_at=now,
+        )
+    )
 
 
 def billed_decisions(conn: Connection, event_ids: Sequence[str]) -> dict[str, str | None]:

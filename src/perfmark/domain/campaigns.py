@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from perfmark.domain.offers import WeightedUrl, check_weighted
 from perfmark.domain.parties import Channel, check_channel
-from perfmark.domain.pricing import BillableEvent, PricingRule
+from perfmark.domain.pricing import BillableEvent, Price, PricingRule
 from perfmark.domain.rules import (
     check_currency,
     check_decimal,
@@ -252,6 +252,15 @@ def matches_targeting(rules: tuple[TargetingRule, ...], visitor: Visitor) -> boo
     return all(rule.matches(visitor) for rule in rules)
 
 
+def _shown(price: Price) -> str:
+    parts = []
+    if price.amount or not price.percent:
+        parts.append(f"{price.amount}")
+    if price.percent:
+        parts.append(f"{price.percent}% of the value")
+    return f"{price.model.value} " + " + ".join(parts)
+
+
 class BillingAttribution(StrEnum):
     """The deterministic rule billing uses to credit a conversion to one click."""
 
@@ -281,6 +290,12 @@ class CampaignSpec:
     attribution_window_days: int = 30
     billing_attribution: BillingAttribution = BillingAttribution.LAST_CLICK
     hold_days: int = 0
+    #: Accept pricing where the publisher can earn more than the advertiser pays (the
+    #: platform books the difference as a loss). Off: such pricing is refused when saved.
+    allow_negative_margin: bool = False
+    #: Conversions worth more than this (campaign currency) wait for a person's approval:
+    #: their earning is held and never auto-approved. None: no value limit.
+    auto_approve_max_value: Decimal | None = None
     status: CampaignStatus = CampaignStatus.DRAFT
 
     def __post_init__(self) -> None:
@@ -313,6 +328,18 @@ class CampaignSpec:
             check_http_url("fallback_url", self.fallback_url)
         check_positive_int("attribution_window_days", self.attribution_window_days)
         check_positive_int("hold_days", self.hold_days, allow_zero=True)
+        if not isinstance(self.allow_negative_margin, bool):
+            raise ValidationError(
+                f"allow_negative_margin is {self.allow_negative_margin!r}; use true or false",
+                field="allow_negative_margin",
+            )
+        if self.auto_approve_max_value is not None:
+            object.__setattr__(
+                self,
+                "auto_approve_max_value",
+                check_decimal("auto_approve_max_value", self.auto_approve_max_value),
+            )
+        self._check_margin()
         try:
             object.__setattr__(
                 self, "billing_attribution", BillingAttribution(self.billing_attribution)
@@ -324,6 +351,23 @@ class CampaignSpec:
                 field="billing_attribution",
             ) from None
         object.__setattr__(self, "status", _status(self.status))
+
+    def _check_margin(self) -> None:
+        """Refuse pricing whose payout can pass the charge, unless a loss is accepted."""
+        if self.allow_negative_margin:
+            return
+        for rule in self.pricing:
+            for earns in (rule.earns, *(tier.earns for tier in rule.tiers)):
+                if earns.amount > rule.pays.amount or earns.percent > rule.pays.percent:
+                    what = f"goal {rule.goal_id}" if rule.goal_id else f"{rule.event.value}s"
+                    who = f" for publisher {rule.publisher_id}" if rule.publisher_id else ""
+                    raise ValidationError(
+                        f"pricing of {what}{who}: the publisher earns {_shown(earns)} but the "
+                        f"advertiser pays {_shown(rule.pays)}, so a payout can exceed the "
+                        "charge; lower the payout (tiers included) or set "
+                        "allow_negative_margin to true to accept the loss",
+                        field="pricing",
+                    )
 
     def _check_pricing(self) -> None:
         seen: set[tuple[BillableEvent, str | None, str | None]] = set()

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from perfmark.billing.domain.postbacks import validate_postback_template
 from perfmark.domain.rules import (
     check_currency,
     check_decimal,
     check_email,
-    check_http_url,
     check_name,
 )
 from perfmark.errors import ValidationError
@@ -123,4 +123,12 @@ class PublisherSpec:
                 self, "contact_email", check_email("contact_email", self.contact_email)
             )
         if self.postback_url_template is not None:
-            check_http_url("postback_url_template", self.postback_url_template)
+            # Checked when saved, so an unknown macro is refused here rather than found at
+            # delivery time (where the postback could only be queued as dead).
+            object.__setattr__(
+                self,
+                "postback_url_template",
+                validate_postback_template(
+                    self.postback_url_template, field="postback_url_template"
+                ),
+            )

@@ -37,6 +37,7 @@ from perfmark.domain.events import event_json_members
 from perfmark.domain.links import SUB_FIELDS, UTM_FIELDS, LinkStatus, TrackingLinkSpec
 from perfmark.domain.offers import GoalSpec, OfferSpec, WeightedUrl
 from perfmark.domain.parties import AdvertiserSpec
+from perfmark.errors import PerfmarkError
 
 __all__ = [
     "AdvertiserAuth",
@@ -225,7 +226,15 @@ def load_snapshot(engine: Engine) -> ConfigSnapshot:
     timezones = {ws_id: ZoneInfo(spec.timezone) for ws_id, spec in ws_specs.items()}
     fallbacks = {ws_id: spec.fallback_url for ws_id, spec in ws_specs.items() if spec.fallback_url}
     offer_specs = {row["id"]: decode_spec(OfferSpec, row["data"]) for row in offer_rows}
-    cmp_specs = {row["id"]: (row, decode_spec(CampaignSpec, row["data"])) for row in cmp_rows}
+    cmp_specs = {}
+    for row in cmp_rows:
+        try:
+            cmp_specs[row["id"]] = (row, decode_spec(CampaignSpec, row["data"]))
+        except PerfmarkError as error:
+            # A campaign stored before a rule it breaks existed (say, a payout above the
+            # charge) must not take every other link down: its links answer as unknown
+            # until it is edited, and the reason is logged.
+            logger.error("campaign %s cannot be loaded for tracking: %s", row["id"], error)
 
     routes: dict[str, LinkRoute] = {}
     for row in link_rows:

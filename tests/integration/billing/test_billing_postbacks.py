@@ -13,6 +13,7 @@ import pytest
 from perfmark.adapters.store.kinds import PUBLISHERS
 from perfmark.billing.domain.postbacks import RetryPolicy, verify_postback_signature
 from perfmark.billing.services import deliveries
+from perfmark.errors import ValidationError
 from perfmark.services import catalog
 from perfmark.workers.postbacks import PostbackWorker
 
@@ -146,14 +147,16 @@ def test_redirects_are_not_followed(rig: Rig) -> None:
     assert len(receiver.requests) == 1
 
 
-def test_a_template_with_an_unknown_macro_is_a_dead_delivery_naming_it(rig: Rig) -> None:
-    # Saved before templates were checked (the publisher spec alone accepts it).
-    rig.update_publisher(CPA, postback_url_template="https://aff.example/pb?x={payot}")
+def test_a_template_with_an_unknown_macro_is_refused_when_saved(rig: Rig) -> None:
+    # The publisher spec checks its template, so a bad one never reaches a delivery.
+    with pytest.raises(ValidationError) as info:
+        rig.update_publisher(CPA, postback_url_template="https://aff.example/pb?x={payot}")
+    assert info.value.field == "postback_url_template"
+    assert "{payot}" in info.value.message and "{payout}" in info.value.message
     click = rig.click(CPA)
     rig.postback(CPA, click_id=click.click_id or "", goal="sale", value="10", txid="M-1")
     rig.process()
-    [delivery] = log(rig)
-    assert delivery.status == "dead" and "{payot}" in delivery.last_error
+    assert [d.target for d in log(rig)] == []  # no template kept, so nothing to send
     receiver = Receiver()
     assert worker(rig, receiver).deliver_due().attempted == 0 and receiver.requests == []
 

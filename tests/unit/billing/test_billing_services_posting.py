@@ -25,7 +25,8 @@ from perfmark.billing.services.posting import (
 )
 from perfmark.domain.campaigns import CampaignSpec, Cap
 from perfmark.domain.parties import BillingMode
-from perfmark.domain.pricing import BillableEvent, Price, PricingModel, PricingRule
+from perfmark.domain.pricing import BillableEvent, Price, PricingModel, PricingRule, price_of
+from perfmark.errors import ValidationError
 from perfmark.ids import new_id
 from perfmark.money import Money
 from perfmark.services.container import Container
@@ -77,35 +78,68 @@ def conversion(workspace_id: str, value: Decimal | None = None, publisher: str =
 
 cents = st.integers(min_value=0, max_value=100_000).map(lambda n: Decimal(n) / 1000)
 percents = st.integers(min_value=1, max_value=100).map(Decimal)
+prices = st.one_of(
+    cents.map(lambda a: Price(PricingModel.CPA, a)),
+    percents.map(lambda p: Price(PricingModel.REVSHARE, percent=p)),
+    st.tuples(cents, percents).map(lambda ap: Price(PricingModel.HYBRID, ap[0], ap[1])),
+)
+
+
+def can_exceed(pays: Price, earns: Price) -> bool:
+    """Whether some conversion value makes the payout pass the cost (both are linear in it)."""
+    return any(
+        price_of(earns, "USD", Money(value, "USD")) > price_of(pays, "USD", Money(value, "USD"))
+        for value in (Decimal(0), Decimal(10) ** 9)
+    )
 
 
 @FAST
 @given(
-    pays=st.one_of(cents.map(lambda a: Price(PricingModel.CPA, a)),
-                   percents.map(lambda p: Price(PricingModel.REVSHARE, percent=p))),
-    earns=st.one_of(cents.map(lambda a: Price(PricingModel.CPA, a)),
-                    percents.map(lambda p: Price(PricingModel.REVSHARE, percent=p))),
+    pays=prices,
+    earns=prices,
     value=st.integers(0, 10**6).map(lambda n: Decimal(n) / 100),
-)  # fmt: skip
-def test_a_publisher_never_earns_more_than_the_advertiser_pays(
-    conn: Connection, pays: Price, earns: Price, value: Decimal
+    allow=st.booleans(),
+)
+def test_a_publisher_never_earns_more_than_the_advertiser_pays_unless_a_loss_is_allowed(
+    conn: Connection, pays: Price, earns: Price, value: Decimal, allow: bool
 ) -> None:
     ws = workspace(conn)
-    ctx = campaign(ws, pays, earns)
+    if can_exceed(pays, earns) and not allow:
+        # Refused when the campaign is configured, naming the way out.
+        with pytest.raises(ValidationError) as info:
+            campaign(ws, pays, earns)
+        assert info.value.field == "pricing" and "allow_negative_margin" in info.value.message
+        return
+    ctx = campaign(ws, pays, earns, allow_negative_margin=allow)
     result = charge_conversion(conn, ctx, conversion(ws, value), AT)
-    if result.outcome is ChargeOutcome.CHARGED:
-        assert result.txn is not None
-        cost = result.txn.entry_of_kind(AccountKind.ADVERTISER)
-        earned = result.txn.entry_of_kind(AccountKind.PUBLISHER_PAYABLE)
-        assert cost is not None and earned is not None
+    assert result.outcome is ChargeOutcome.CHARGED and result.txn is not None
+    amount = Money(value, "USD")
+    cost = result.txn.entry_of_kind(AccountKind.ADVERTISER)
+    earned = result.txn.entry_of_kind(AccountKind.PUBLISHER_PAYABLE)
+    revenue = result.txn.entry_of_kind(AccountKind.PLATFORM_REVENUE)
+    assert cost is not None and earned is not None and revenue is not None
+    assert cost.minor == price_of(pays, "USD", amount).to_minor()
+    # The publisher gets what the rule says, in full: a loss is booked, never hidden.
+    assert -earned.minor == price_of(earns, "USD", amount).to_minor()
+    assert revenue.minor == -earned.minor - cost.minor
+    if not allow:
         assert -earned.minor <= cost.minor
-    else:
-        # Only refused because the payout would pass the cost: recorded, never posted.
-        assert result.outcome is ChargeOutcome.FAILED
-        assert "allow_negative_margin" in result.message
-        assert result.quote is not None
-        assert result.quote.payout.rounded() > result.quote.cost.rounded()
-        assert store.select_transactions(conn, ws) == []
+    # The ledger still balances, transaction by transaction and over all accounts.
+    assert sum(entry.minor for entry in result.txn.entries) == 0
+    assert sum(store.all_balances(conn, ws).values()) == 0
+
+
+def test_a_rule_never_checked_for_its_margin_is_capped_at_the_cost(conn: Connection) -> None:
+    ws = workspace(conn)
+    ctx = campaign(ws, Price(PricingModel.CPA, Decimal(5)), Price(PricingModel.CPA, Decimal(3)))
+    # Pricing that bypassed the campaign's check (e.g. stored before it existed).
+    loose = PricingRule(Price(PricingModel.CPA, Decimal(5)), Price(PricingModel.CPA, Decimal(7)),
+                        goal_id="goal_1")  # fmt: skip
+    object.__setattr__(ctx.spec, "pricing", (loose,))
+    result = charge_conversion(conn, ctx, conversion(ws), AT)
+    assert result.outcome is ChargeOutcome.CHARGED and result.txn is not None
+    assert result.quote is not None and result.quote.uncapped_payout == Money.of("7", "USD")
+    assert [entry.minor for entry in result.txn.entries] == [500, -500, 0]
 
 
 @FAST

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
+from sqlalchemy import select, update
+
+from perfmark.adapters.store.engine import transaction
 from perfmark.adapters.store.kinds import CAMPAIGNS, LINKS
+from perfmark.adapters.store.schema import campaigns
 from perfmark.domain.accounts import Role
 from perfmark.domain.campaigns import CampaignStatus
 from perfmark.services import catalog
 from perfmark.services.container import Container, Principal
 from perfmark.services.demo import seed_demo
-from perfmark.services.tracking_config import ConfigCache
+from perfmark.services.tracking_config import ConfigCache, load_snapshot
 
 CACHE_TTL_MS = 1000
 #: The setting plus scheduling slack on a busy, shared 2-core machine.
@@ -50,3 +56,21 @@ def test_refresh_is_a_no_op_while_the_version_stands(container: Container) -> No
     first = cache.snapshot
     assert cache.refresh() is False and cache.snapshot is first
     assert len(first.links) == 6 and len(first.write_keys) == 1
+
+
+def test_a_campaign_that_no_longer_loads_leaves_the_other_links_working(
+    container: Container, caplog: Any
+) -> None:
+    demo = seed_demo(container)
+    broken = demo.campaigns[0].id
+    with transaction(container.engine) as conn:
+        data = conn.execute(select(campaigns.c.data).where(campaigns.c.id == broken)).scalar_one()
+        stored = json.loads(data) if isinstance(data, str) else dict(data)
+        stored["daily_budget"] = "-5"  # as if stored before a rule that now refuses it
+        conn.execute(update(campaigns).where(campaigns.c.id == broken).values(data=stored))
+    snapshot = load_snapshot(container.engine)
+    routes = {link.spec.slug: link.spec.campaign_id for link in demo.links}
+    assert not [slug for slug, cid in routes.items() if cid == broken and slug in snapshot.links]
+    working = [slug for slug, cid in routes.items() if cid != broken]
+    assert working and all(slug in snapshot.links for slug in working)
+    assert f"campaign {broken} cannot be loaded" in caplog.text

@@ -8,7 +8,7 @@ zone, so a conversion at 23:30 UTC counts on the local day it happened on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
@@ -346,6 +346,20 @@ def _over(current: Decimal, amount: Decimal, limit: Decimal) -> bool:
     return current + amount > limit
 
 
+# Messages show amounts in a fixed form (money at the currency's minor units, counts as whole
+# numbers), so a verdict reads the same whether its counters came from the store (37.90) or
+# from exact arithmetic (37.9).
+def _count(value: Decimal) -> str:
+    return str(int(value)) if value == value.to_integral_value() else str(value)
+
+
+def _money_of(currency: str) -> Callable[[Decimal], str]:
+    def shown(value: Decimal) -> str:
+        return str(Money(value, currency))
+
+    return shown
+
+
 def check_spend(
     limits: CampaignLimits,
     counters: Mapping[CounterKey, Decimal],
@@ -382,10 +396,11 @@ def check_spend(
         )
         current = counters.get(key, Decimal(0))
         if _over(current, spend.cost.amount, budget.amount.amount):
+            spent = Money(current, limits.currency)
             return Decision(
                 Verdict.OVER_BUDGET,
                 budget.limit_id,
-                f"the {budget.period.value} budget {budget.amount} has {current} spent; "
+                f"the {budget.period.value} budget {budget.amount} has {spent} spent; "
                 f"{spend.cost} more would pass it",
             )
         increments.append((key, spend.cost.amount))
@@ -401,11 +416,12 @@ def check_spend(
         amount = Decimal(spend.count) if cap.metric is CapMetric.COUNT else spend.cost.amount
         current = counters.get(key, Decimal(0))
         if _over(current, amount, cap.limit):
+            shown = _count if cap.metric is CapMetric.COUNT else _money_of(limits.currency)
             return Decision(
                 Verdict.OVER_CAP,
                 cap.cap_id,
-                f"cap {cap.cap_id} ({cap.metric.value} per {cap.period.value}) is at {current} "
-                f"of {cap.limit}; {amount} more would pass it",
+                f"cap {cap.cap_id} ({cap.metric.value} per {cap.period.value}) is at "
+                f"{shown(current)} of {shown(cap.limit)}; {shown(amount)} more would pass it",
             )
         increments.append((key, amount))
     return Decision(Verdict.ALLOWED, increments=tuple(increments))

@@ -206,6 +206,10 @@ class Quote:
     cost: Money
     payout: Money
     quantity: int
+    #: The conversion value in the campaign currency (None for clicks and impressions).
+    value: Money | None = None
+    #: The payout the rule asked for, when it was above the cost and cut down to it.
+    uncapped_payout: Money | None = None
 
     @property
     def margin(self) -> Money:
@@ -225,6 +229,7 @@ def quote_event(
     volume_this_month: int = 1,
     quantity: int = 1,
     rates: RateTable | None = None,
+    allow_negative_margin: bool = False,
 ) -> Quote:
     """Price one event (or a batch of `quantity` clicks/impressions) in the campaign `currency`.
 
@@ -233,6 +238,10 @@ def quote_event(
     tier reached when it happens; earlier events are not repriced). A conversion `value` in
     another currency is converted at the rate in force at `at`. Revenue-share and hybrid
     prices need a value (pass a zero value for a conversion that is known to have none).
+
+    Unless `allow_negative_margin`, the payout is capped at the cost (`uncapped_payout` then
+    says what the rule asked for). A campaign refuses such pricing when it is saved, so the
+    cap only acts on rules that were never checked that way.
     """
     try:
         currency = checked_currency(currency)
@@ -276,4 +285,15 @@ def quote_event(
     payout = price_of(earns, currency, converted)
     if quantity != 1:
         cost, payout = cost * quantity, payout * quantity
-    return Quote(rule=rule, earns=earns, cost=cost, payout=payout, quantity=quantity)
+    uncapped: Money | None = None
+    if payout > cost and not allow_negative_margin:
+        uncapped, payout = payout, cost
+    return Quote(
+        rule=rule,
+        earns=earns,
+        cost=cost,
+        payout=payout,
+        quantity=quantity,
+        value=converted,
+        uncapped_payout=uncapped,
+    )

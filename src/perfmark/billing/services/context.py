@@ -164,9 +164,28 @@ class CampaignBilling:
         return self.spec.hold_days > 0
 
     @property
+    def auto_approve_limit(self) -> Money | None:
+        """The campaign's auto-approval value limit, in its currency (None: no limit)."""
+        limit = self.spec.auto_approve_max_value
+        return None if limit is None else Money(limit, self.currency)
+
+    @property
     def policy(self) -> AutoApprovalPolicy:
-        """Auto-approval: approve once the hold period is over."""
-        return AutoApprovalPolicy(hold_days=self.spec.hold_days, approve_after_hold=True)
+        """Auto-approval: approve once the hold period is over, up to the value limit."""
+        return AutoApprovalPolicy(
+            hold_days=self.spec.hold_days,
+            approve_after_hold=True,
+            max_auto_value=self.auto_approve_limit,
+        )
+
+    def needs_manual_approval(self, value: Money | None) -> bool:
+        """Whether a conversion of this value (campaign currency) waits for a person.
+
+        Its earning is then held in the publisher's pending account even without a hold
+        period. A conversion without a value never passes the limit.
+        """
+        limit = self.auto_approve_limit
+        return limit is not None and value is not None and value > limit
 
     def to_units(self, limit_id: str, amount: Decimal) -> int:
         """A decision's increment in the counter's integer units (minor units or a count)."""

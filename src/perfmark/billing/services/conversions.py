@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, tuple_
 
 from perfmark.adapters.store.codec import storable_text
 from perfmark.adapters.store.engine import transaction
@@ -29,6 +29,7 @@ from perfmark.billing.domain.approval import (
     bulk_transition,
     transition,
 )
+from perfmark.billing.domain.pricing import RateNotFoundError, RateTable
 from perfmark.billing.services.access import require_write, scope_of
 from perfmark.billing.services.context import BillingConfig
 from perfmark.billing.services.events import (
@@ -39,6 +40,7 @@ from perfmark.billing.services.events import (
 )
 from perfmark.billing.services.posting import ChargeOutcome, ChargeResult, ConversionInfo
 from perfmark.clock import utc
+from perfmark.costs.store import select_rates
 from perfmark.domain.events import EVENT_FIELDS, EventType, TrackedEvent
 from perfmark.domain.records import Page
 from perfmark.errors import NotFoundError, ValidationError
@@ -202,6 +204,13 @@ def _apply(
         if isinstance(outcome, ChargeResult) and outcome.outcome is not ChargeOutcome.CHARGED:
             if outcome.outcome is ChargeOutcome.REFUSED:
                 record_over_cap(conn, conv, outcome, now)
+                decision = outcome.decision
+                verdict = decision.verdict.value if decision else "refused"
+                limit = f" by {decision.limit_id}" if decision and decision.limit_id else ""
+                return (
+                    f"still over_cap ({verdict}{limit}): {outcome.message}; raise the limit "
+                    "or wait until a refund or a new period leaves room, then try again"
+                ), None
             return outcome.message or f"not billable ({outcome.outcome.value})", None
         fresh = _row(conn, conv.workspace_id, conv.conversion_id) or row
         set_conversion_status(conn, conv.conversion_id, target.value, now, fresh["data"])
@@ -299,50 +308,86 @@ def _held_campaigns(conn: Connection) -> list[tuple[str, str, int]]:
     return found
 
 
+def _value_in(
+    row: dict[str, Any], currency: str, rates: Callable[[], RateTable]
+) -> Money | Literal["unknown"] | None:
+    """The conversion's value in the campaign currency; "unknown" when no rate converts it."""
+    if row["value"] is None:
+        return None
+    value = Money(Decimal(str(row["value"])), row["currency"] or currency)
+    if value.currency == currency:
+        return value
+    try:
+        return rates().convert(value, currency, utc(row["ts"]))
+    except RateNotFoundError:
+        return "unknown"
+
+
 def auto_approve(
     conn: Connection, now: datetime, *, limit: int = AUTO_APPROVE_BATCH
 ) -> list[TrackedEvent]:
     """Approve pending conversions whose campaign's hold period is over; returns lake events.
 
     Only campaigns with a hold period wait for approval here: without one, an earning is
-    payable from the start and the advertiser's own status postbacks decide.
+    payable from the start and the advertiser's own status postbacks decide. A conversion
+    worth more than the campaign's `auto_approve_max_value` (converted at the rate of its
+    time; one that cannot be converted counts as more) is left pending for a person.
     """
     config = BillingConfig(conn)
     events: list[TrackedEvent] = []
+    rate_tables: dict[str, RateTable] = {}
     for workspace_id, campaign_id, hold_days in _held_campaigns(conn):
         ctx = config.campaign(workspace_id, campaign_id)
         if ctx is None:
             continue
-        rows = conn.execute(
-            select(conversions)
-            .where(
+
+        def rates(workspace_id: str = workspace_id) -> RateTable:
+            if workspace_id not in rate_tables:
+                rate_tables[workspace_id] = RateTable(select_rates(conn, workspace_id))
+            return rate_tables[workspace_id]
+
+        after: tuple[datetime, str] | None = None
+        while len(events) < limit:
+            # Keyset pages, so conversions left for a person never hide the later ones.
+            query = select(conversions).where(
                 conversions.c.workspace_id == workspace_id,
                 conversions.c.campaign_id == campaign_id,
                 conversions.c.status == ConversionStatus.PENDING.value,
                 conversions.c.ts <= now - timedelta(days=hold_days),
             )
-            .order_by(conversions.c.ts)
-            .limit(limit - len(events))
-        ).mappings()
-        for mapping in rows.all():
-            row = dict(mapping)
-            value = None
-            if row["value"] is not None and row["currency"] == ctx.currency:
-                value = Money(Decimal(str(row["value"])), ctx.currency)
-            decision = auto_decision(
-                ConversionStatus.PENDING,
-                converted_at=utc(row["ts"]),
-                value=value,
-                now=now,
-                policy=ctx.policy,
+            if after is not None:
+                query = query.where(tuple_(conversions.c.ts, conversions.c.id) > after)
+            page = (
+                conn.execute(
+                    query.order_by(conversions.c.ts, conversions.c.id).limit(AUTO_APPROVE_BATCH)
+                )
+                .mappings()
+                .all()
             )
-            if decision.outcome is not AutoOutcome.APPROVE:
-                continue
-            reason, event = _apply(conn, config, row, ConversionStatus.APPROVED, now)
-            if event is not None:
-                events.append(event)
-            elif reason:
-                logger.info("auto-approval of %s refused: %s", row["id"], reason)
+            if not page:
+                break
+            after = (page[-1]["ts"], page[-1]["id"])
+            for mapping in page:
+                row = dict(mapping)
+                value = _value_in(row, ctx.currency, rates)
+                if value == "unknown":
+                    continue  # cannot tell whether it passes the limit: a person decides
+                decision = auto_decision(
+                    ConversionStatus.PENDING,
+                    converted_at=utc(row["ts"]),
+                    value=value if isinstance(value, Money) else None,
+                    now=now,
+                    policy=ctx.policy,
+                )
+                if decision.outcome is not AutoOutcome.APPROVE:
+                    continue
+                reason, event = _apply(conn, config, row, ConversionStatus.APPROVED, now)
+                if event is not None:
+                    events.append(event)
+                    if len(events) >= limit:
+                        break
+                elif reason:
+                    logger.info("auto-approval of %s refused: %s", row["id"], reason)
         if len(events) >= limit:
             break
     return events

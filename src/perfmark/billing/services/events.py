@@ -38,6 +38,8 @@ from perfmark.billing.services.posting import (
     charge_conversion,
     charge_state,
     decide,
+    release_reservation,
+    reservation_of,
     reserve_and_post,
     reverse_charge,
 )
@@ -50,6 +52,7 @@ from perfmark.services.tracking_config import ConfigSnapshot
 __all__ = [
     "APPLIED_KEY",
     "BILLING_KEY",
+    "RESERVED_KEY",
     "BatchBilling",
     "apply_conversion_change",
     "post_billable_events",
@@ -62,6 +65,9 @@ logger = logging.getLogger("perfmark.billing")
 APPLIED_KEY = "billing_applied"
 #: Key of a conversion row's data that says why billing refused or could not bill it.
 BILLING_KEY = "_billing"
+#: Key of a conversion row's data with what its live charge took from the budget and cap
+#: counters (`posting.reservation_of`), released when the charge is reversed.
+RESERVED_KEY = "_reserved"
 _BILLED_STATUSES = frozenset({ConversionStatus.PENDING.value, ConversionStatus.APPROVED.value})
 _REVERSING_STATUSES = frozenset({ConversionStatus.REJECTED.value, ConversionStatus.REFUNDED.value})
 _TRAFFIC = {EventType.CLICK.value: BillableEvent.CLICK,
@@ -136,14 +142,16 @@ def _charge_and_announce(
         txn = result.txn
         stamped = TrackedEvent("", "", 0, "")
         _stamp(stamped, txn, ctx.currency)
-        if (stamped.cost, stamped.payout) != (conv.data.get("cost"), conv.data.get("payout")):
-            # Later status events are built from the stored data: keep the charged amounts.
-            stamps = {
-                "cost": stamped.cost,
-                "payout": stamped.payout,
-                "billing_currency": ctx.currency,
-            }
-            _update_row(conn, conv, now, data=stamps)
+        # Later status events are built from the stored data: keep the charged amounts, and
+        # what the charge took from the counters so that a reversal can give it back.
+        stamps = {
+            "cost": stamped.cost,
+            "payout": stamped.payout,
+            "billing_currency": ctx.currency,
+            RESERVED_KEY: reservation_of(result, ctx),
+            BILLING_KEY: None,  # charged now: an earlier refusal no longer applies
+        }
+        _update_row(conn, conv, now, data=stamps)
         state = charge_state(conn, ctx.workspace_id, conv.conversion_id)
         payout = Money.from_minor(state.payout_minor, ctx.currency)
         cost_entry = txn.entry_of_kind(AccountKind.ADVERTISER)
@@ -186,7 +194,8 @@ def apply_conversion_change(
         cost = Money.from_minor(entry.minor if entry else 0, ctx.currency)
     if target in _REVERSING_STATUSES:
         reversal = reverse_charge(conn, conv.workspace_id, state, now, reason=target)
-        if reversal is not None:
+        if reversal is not None and state.charge is not None:
+            release_reservation(conn, ctx, conv.data.get(RESERVED_KEY), state.charge, now)
             queue_notices(conn, config, conv, Notice(Topic.REVERSED, target, reversal.txn_id,
                                                      payout, cost), now)  # fmt: skip
         return reversal
@@ -389,16 +398,21 @@ def _bill_traffic_group(
         fits = low
     txn_id: str | None = None
     if fits:
+        cost = Money(sum(costs[:fits], Decimal(0)), ctx.currency)
+        payout = Money(sum(payouts[:fits], Decimal(0)), ctx.currency)
+        if payout > cost and not ctx.spec.allow_negative_margin:
+            payout = cost  # priced before the campaign refused a loss: cap, as quote_event does
         charge = build_charge(
             advertiser_id=ctx.advertiser.advertiser_id,
             publisher_id=publisher_id,
-            cost=Money(sum(costs[:fits], Decimal(0)), ctx.currency),
-            payout=Money(sum(payouts[:fits], Decimal(0)), ctx.currency),
+            cost=cost,
+            payout=payout,
             event=kind,
             reference=fresh[0].event_id,
             occurred_at=now,
             campaign_id=ctx.campaign_id,
             quantity=fits,
+            allow_negative_margin=ctx.spec.allow_negative_margin,
             txn_id=store.next_txn_id(now),
         )
         meta = store.PostingMeta(

@@ -56,6 +56,8 @@ __all__ = [
     "charge_conversion",
     "charge_state",
     "decide",
+    "release_reservation",
+    "reservation_of",
     "reserve_and_post",
     "reverse_charge",
 ]
@@ -304,6 +306,7 @@ def _quote(conn: Connection, ctx: CampaignBilling, conv: ConversionInfo) -> Quot
         value=value,
         volume_this_month=volume + 1,
         rates=_rates(conn, ctx.workspace_id) if currency != ctx.currency else None,
+        allow_negative_margin=ctx.spec.allow_negative_margin,
     )
 
 
@@ -345,7 +348,8 @@ def charge_conversion(
             occurred_at=now,
             campaign_id=ctx.campaign_id,
             goal_id=conv.goal_id,
-            on_hold=ctx.holds_earnings,
+            on_hold=ctx.holds_earnings or ctx.needs_manual_approval(quote.value),
+            allow_negative_margin=ctx.spec.allow_negative_margin,
             txn_id=store.next_txn_id(now),
         )
     except PerfmarkError as exc:
@@ -362,6 +366,45 @@ def charge_conversion(
         return ChargeResult(ChargeOutcome.REFUSED, decision=decision, quote=quote,
                             message=decision.message)  # fmt: skip
     return ChargeResult(ChargeOutcome.CHARGED, txn if posted else None, decision, quote)
+
+
+def reservation_of(result: ChargeResult, ctx: CampaignBilling) -> dict[str, Any] | None:
+    """What a posted charge took from the budget and cap counters, to keep on the conversion.
+
+    `{"txn_id": ..., "counters": [[limit_id, subject, bucket, units], ...]}`; None when
+    nothing was posted. `release_reservation` gives it back when the charge is reversed.
+    """
+    if result.txn is None or result.decision is None:
+        return None
+    counters = [
+        [key.limit_id, key.subject, key.bucket, ctx.to_units(key.limit_id, amount)]
+        for key, amount in result.decision.increments
+    ]
+    return {"txn_id": result.txn.txn_id, "counters": counters}
+
+
+def release_reservation(
+    conn: Connection,
+    ctx: CampaignBilling,
+    reservation: Mapping[str, Any] | None,
+    reversed_charge: Transaction,
+    now: datetime,
+) -> list[CounterKey]:
+    """Give a reversed charge's budget and cap room back, in the periods it was counted in.
+
+    Only the reservation of that very charge is released, and the caller calls this only
+    when the reversal was really posted (a second refund posts nothing), so room is never
+    given back twice. Returns the counters that were lowered.
+    """
+    if not reservation or reservation.get("txn_id") != reversed_charge.txn_id:
+        return []
+    released = []
+    for limit_id, subject, bucket, units in reservation.get("counters") or ():
+        key = CounterKey(ctx.campaign_id, str(limit_id), str(subject), str(bucket))
+        if int(units) > 0:
+            store.release_counter(conn, key, int(units), now)
+            released.append(key)
+    return released
 
 
 def approve_charge(
