@@ -153,6 +153,17 @@ def reject(
     _bulk(ids, ConversionStatus.REJECTED, workspace, as_json)
 
 
+@billing_app.command("accept")
+@guarded
+def accept(
+    ids: Annotated[list[str], typer.Argument(help="Conversion ids.")],
+    workspace: WorkspaceOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Accept over_cap conversions into billing where their budget and caps now have room."""
+    _bulk(ids, ConversionStatus.PENDING, workspace, as_json)
+
+
 @billing_app.command("refund")
 @guarded
 def refund(

@@ -73,3 +73,20 @@ def test_topup_approve_and_issue_from_the_command_line(home: Path, tmp_path: Pat
     assert statement["amount_due"] == [{"amount": "18.00", "currency": "USD"}]
     bad = run("invoices", "issue", rig.advertiser_id(CPA), "--from", "yesterday", "--to", end)
     assert bad.exit_code == 2 and "--from" in bad.output
+
+
+def test_accept_takes_over_cap_conversions_once_there_is_room(home: Path, tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, FixedClock())
+    rig.update_campaign(CPA, daily_budget="30")  # 25.00 each: one fits
+    for txid in ("A-1", "A-2"):
+        rig.convert(CPA, value="80", txid=txid)
+    rig.process()
+    status = {row["txid"]: (row["id"], row["status"]) for row in rig.conversions()}
+    over, state = status["A-2"]
+    assert state == "over_cap"
+    refused = ok("accept", over)["refused"]
+    assert [item["id"] for item in refused] == [over]
+    assert "still over_cap" in refused[0]["reason"]
+    rig.update_campaign(CPA, daily_budget="60")
+    assert ok("accept", over) == {"changed": [over], "unchanged": [], "refused": []}
+    assert {row["txid"]: row["status"] for row in rig.conversions()}["A-2"] == "pending"
