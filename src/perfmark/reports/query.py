@@ -1,19 +1,20 @@
 """The one query layer over the event lake, written with Ibis: DuckDB by default, Spark at scale.
 
 A report is a single Ibis expression: filter the events of one workspace and time range,
-map each event to its local hour/day through a small calendar table (15-minute UTC buckets,
-so any time zone works on any engine), then group by the requested dimensions and sum the
-base measures. The same expression runs on DuckDB and on Spark; nothing is written twice.
+key each event by its local hour/day/week/month (its UTC time plus the zone's offset at
+that instant, so any time zone works on any engine), then group by the requested
+dimensions and sum the base measures. The same expression runs on DuckDB and on Spark; nothing is written twice.
 """
 
 from __future__ import annotations
 
 import functools
 import glob
+import itertools
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,10 @@ __all__ = [
     "REPORTED_TYPES",
     "VALUE_CURRENCY",
     "calendar_keys",
-    "calendar_table",
     "connect_engine",
+    "label_local_periods",
     "label_periods",
+    "local_periods",
     "measure_aggregates",
     "with_measure_terms",
 ]
@@ -63,6 +65,10 @@ _VIEW_NAMES = 64
 _CURRENT_COLUMNS = tuple(EVENT_SCHEMA.names)
 #: Threads reading Parquet footers the first time a lake is listed (I/O bound).
 _FOOTER_READERS = 8
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+#: Days from 1970-01-01 (a Thursday) back to its week's Monday: (day + 3) % 7.
+_THURSDAY = 3
 #: Spark shuffles into this many partitions; reports are aggregates, so a few suffice.
 SPARK_SHUFFLE_PARTITIONS = 4
 
@@ -190,10 +196,77 @@ def calendar_keys(request: ReportRequest) -> pa.Table:
     return table
 
 
-def calendar_table(request: ReportRequest) -> ir.Table:
-    """The request's 15-minute buckets with the integer key of their local hour/day/week/month."""
-    wanted = ["bucket", *(name for name in request.dimensions if name in TIME_DIMENSIONS)]
-    return ibis.memtable(calendar_keys(request).select(wanted))
+@functools.lru_cache(maxsize=64)
+def _offset_steps(start: date, end: date, timezone: str) -> tuple[tuple[int, int], ...]:
+    """The zone's UTC offsets over the range: (first UTC ms it applies from, offset ms).
+
+    Offsets change on 15-minute boundaries in every zone (the calendar's assumption too),
+    so stepping by 15 minutes finds every change: one step for most ranges, a few for DST.
+    """
+    request = ReportRequest("", start, end, timezone)
+    start_ms, end_ms = request.utc_range_ms()
+    zone = request.zone
+    steps: list[tuple[int, int]] = []
+    for ms in range(start_ms - start_ms % BUCKET_MS, end_ms, BUCKET_MS):
+        delta = datetime.fromtimestamp(ms / 1000, zone).utcoffset()
+        offset = int(delta.total_seconds() * 1000) if delta is not None else 0
+        if not steps or steps[-1][1] != offset:
+            steps.append((ms, offset))
+    return tuple(steps)
+
+
+def local_periods(
+    basis_ms: ir.IntegerValue, request: ReportRequest, periods: Collection[str]
+) -> dict[str, ir.IntegerValue]:
+    """Integer keys of each event's local hour, day, week and month (as asked).
+
+    The event's time plus its zone's offset at that instant (a CASE over the few offset
+    changes of the range) is its local wall time counted from the epoch; whole hours and
+    days of it are the local hour and day, the day's Monday its week, and its year and
+    month the month. Plain arithmetic on both engines, no join; `label_local_periods`
+    turns the keys into labels.
+    """
+    steps = _offset_steps(request.start, request.end, request.timezone)
+    offset: ir.IntegerValue | int = steps[-1][1]
+    if len(steps) > 1:
+        offset = ibis.cases(
+            *(
+                (basis_ms < following[0], current[1])
+                for current, following in itertools.pairwise(steps)
+            ),
+            else_=steps[-1][1],
+        )
+    local = basis_ms + offset
+    day = (local // DAY_MS).cast("int64")
+    keys: dict[str, ir.IntegerValue] = {}
+    if "hour" in periods:
+        keys["hour"] = (local // HOUR_MS).cast("int64")
+    if "day" in periods:
+        keys["day"] = day
+    if "week" in periods:
+        keys["week"] = day - (day + _THURSDAY) % 7  # 1970-01-01 was a Thursday
+    if "month" in periods:
+        stamp = (local // 1000).cast("int64").as_timestamp("s")  # Spark takes seconds only
+        keys["month"] = (stamp.year() * 12 + stamp.month() - 1).cast("int64")
+    return keys
+
+
+def label_local_periods(request: ReportRequest, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replace the keys of `local_periods` by their labels, as the calendar writes them."""
+    for name in (name for name in request.dimensions if name in TIME_DIMENSIONS):
+        label = _LOCAL_LABELS[name]
+        for row in rows:
+            row[name] = label(row[name])
+    return rows
+
+
+_EPOCH = datetime(1970, 1, 1)
+_LOCAL_LABELS: dict[str, Callable[[int], str]] = {
+    "hour": lambda key: (_EPOCH + timedelta(hours=key)).isoformat(timespec="minutes"),
+    "day": lambda key: (_EPOCH + timedelta(days=key)).date().isoformat(),
+    "week": lambda key: (_EPOCH + timedelta(days=key)).date().isoformat(),
+    "month": lambda key: f"{key // 12:04d}-{key % 12 + 1:02d}-01",
+}
 
 
 def label_periods(request: ReportRequest, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -356,7 +429,7 @@ class LakeQuery:
             events, request, measures, by_currency=by_currency, extra_keys=extra_keys
         )
         table: pa.Table = self.backend.to_pyarrow(expression)
-        return label_periods(request, table.to_pylist())
+        return label_local_periods(request, table.to_pylist())
 
     def events_for(self, request: ReportRequest, measures: Collection[str]) -> ir.Table | None:
         """The events a report must read: the date partitions its time range touches.
@@ -410,10 +483,9 @@ class LakeQuery:
         for name, values in request.filters.items():
             column = DIMENSIONS[name].column
             t = t.filter(t[column].isin(list(values)))
-        if set(request.dimensions) & TIME_DIMENSIONS:
-            calendar = calendar_table(request)
-            t = t.mutate(bucket=(t.basis_ms // BUCKET_MS).cast("int64"))
-            t = t.join(calendar, t.bucket == calendar.bucket)
+        periods = [name for name in request.dimensions if name in TIME_DIMENSIONS]
+        if periods:
+            t = t.mutate(**local_periods(t.basis_ms, request, periods))
         return t
 
     def _with_first_conversions(self, t: ir.Table, events: ir.Table, workspace_id: str) -> ir.Table:
