@@ -136,3 +136,46 @@ def test_bids_shrink_thin_publishers_toward_the_campaign(api: TestClient, seeded
     both = api.post("/api/recommendations/bids", json={
         "campaign_id": seeded.campaigns["bad"], "target_cpa": "20", "target_roas": "2"})  # fmt: skip
     assert both.status_code == 422
+
+
+def test_autopilot_places_the_whole_budget_at_the_best_split_inside_the_bound(
+    api: TestClient, seeded: Seeded
+) -> None:
+    _curve_history(seeded)
+    ids = [seeded.campaigns[name] for name in ("good", "bad", "other")]
+    request = {"total_budget": "300", "campaign_ids": ids, "apply": True, "max_change_pct": "20"}
+    body = api.post("/api/recommendations/budget", json=request).json()
+    budgets = {
+        cid: catalog.get_object(seeded.container, seeded.owner, CAMPAIGNS, cid).spec.daily_budget
+        for cid in ids
+    }
+    # Every budget started at 100: the step may take each to [80, 120], and the whole 300 is
+    # placed (a part-way step toward an unbounded optimum would leave some of it unspent).
+    assert sum(budgets.values()) == Decimal("300.00")
+    assert all(Decimal("80") <= b <= Decimal("120") for b in budgets.values()), budgets
+    curves = {c["campaign_id"]: c for c in body["curves"]}
+
+    def total(split: tuple[float, ...]) -> float:
+        return sum(
+            _value(curves[c]["model"], curves[c]["params"], s)
+            for c, s in zip(ids, split, strict=True)
+        )
+
+    best = max(
+        total((a, b, 300 - a - b))
+        for a, b in itertools.product(range(80, 121), repeat=2)
+        if 80 <= 300 - a - b <= 120
+    )  # every whole-unit split inside the bound
+    assert total(tuple(float(budgets[c]) for c in ids)) >= best * 0.999
+
+
+def test_autopilot_still_refuses_bounds_for_a_campaign_not_allocated(
+    api: TestClient, seeded: Seeded
+) -> None:
+    ids = [seeded.campaigns["good"], seeded.campaigns["bad"]]
+    response = api.post("/api/recommendations/budget", json={
+        "total_budget": "200", "campaign_ids": ids, "apply": True,
+        "min_spend": {seeded.campaigns["other"]: "10"}})  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "min_spend"
+    assert seeded.campaigns["other"] in response.json()["error"]["message"]

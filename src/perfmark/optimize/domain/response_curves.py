@@ -24,6 +24,7 @@ __all__ = [
     "OutcomeMetric",
     "ResponseCurve",
     "UncertaintyMethod",
+    "daily_totals",
     "fit_response_curve",
     "hill_value",
 ]
@@ -170,7 +171,8 @@ class ResponseCurve:
         return float(low), float(high)
 
 
-def _as_floats(field: str, values: Sequence[float | int | Decimal]) -> FloatArray:
+def daily_totals(field: str, values: Sequence[float | int | Decimal]) -> FloatArray:
+    """Daily totals as floats; a ValidationError names the first that is not finite and >= 0."""
     try:
         array = np.asarray([float(v) for v in values], dtype=np.float64)
     except (TypeError, ValueError):
@@ -396,8 +398,8 @@ def fit_response_curve(
             "in both",
             field="outcome",
         )
-    s = _as_floats("spend", spend)
-    y = _as_floats("outcome", outcome)
+    s = daily_totals("spend", spend)
+    y = daily_totals("outcome", outcome)
     n = int(s.size)
     top_spend = float(s.max()) if n else 0.0
 

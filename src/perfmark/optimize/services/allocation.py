@@ -2,18 +2,18 @@
 
 History is read by click date (a conversion counts on the day of the click that bought
 it, so each day's outcome belongs to that day's spend), over the last `history_days`
-complete local days. The autopilot then moves each campaign's daily budget toward the
-recommendation by at most `max_change_pct` of its budget at the start of the local day,
-however often it runs that day.
+complete local days. The autopilot then sets each campaign's daily budget to the best split
+within `max_change_pct` of its budget at the start of the local day, however often it runs
+that day.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,7 @@ from perfmark.optimize.domain.response_curves import (
     ResponseCurve,
     fit_response_curve,
 )
+from perfmark.optimize.domain.response_posterior import CampaignHistory, fit_conversion_curves
 from perfmark.optimize.services.metrics import MetricQuery, grouped_metrics, workspace_zone
 from perfmark.optimize.services.rule_actions import all_records
 from perfmark.optimize.services.rules import require_optimizer_reader, require_optimizer_writer
@@ -268,17 +269,32 @@ def recommend_budget(
     generator = rng or np.random.default_rng()
     metric = OutcomeMetric(request.objective.value)
     curves: list[ResponseCurve] = []
-    for campaign_id in ids:
-        rows = history[campaign_id]
-        curves.append(
-            fit_response_curve(
-                [float(spend) for spend, _ in rows],
-                [float(result) for _, result in rows],
-                rng=generator,
-                metric=metric,
-                campaign_id=campaign_id,
-            )
+    if metric is OutcomeMetric.CONVERSIONS:
+        # Counts: a Poisson posterior, the campaigns pooling what they show about the shape.
+        fitted = fit_conversion_curves(
+            [
+                CampaignHistory(
+                    campaign_id,
+                    [float(spend) for spend, _ in history[campaign_id]],
+                    [float(result) for _, result in history[campaign_id]],
+                )
+                for campaign_id in ids
+            ],
+            rng=generator,
         )
+        curves = [fitted[campaign_id] for campaign_id in ids]
+    else:
+        for campaign_id in ids:
+            rows = history[campaign_id]
+            curves.append(
+                fit_response_curve(
+                    [float(spend) for spend, _ in rows],
+                    [float(result) for _, result in rows],
+                    rng=generator,
+                    metric=metric,
+                    campaign_id=campaign_id,
+                )
+            )
     lows, highs = request.min_spend or {}, request.max_spend or {}
     unknown = sorted((set(lows) | set(highs)) - set(ids))
     if unknown:
@@ -367,11 +383,13 @@ def apply_budget_autopilot(
         require_optimizer_reader(principal)
     else:
         require_optimizer_writer(principal)
-    recommendation = recommend_budget(container, principal, request, rng=rng)
     now = container.clock.now()
-    ids = tuple(recommendation.current_budgets)
-    today = {cid: budget or Decimal(0) for cid, budget in recommendation.current_budgets.items()}
+    records = _campaigns(container, principal, request)
+    ids = tuple(record.id for record in records)
+    today = {record.id: record.spec.daily_budget or Decimal(0) for record in records}
     base = {**today, **_day_start_budgets(container, principal, ids, now)}
+    bounded = _within_daily_bound(request, ids, base, max_change_pct, min_step)
+    recommendation = recommend_budget(container, principal, bounded or request, rng=rng)
     recommended = {row.campaign_id: row.spend for row in recommendation.allocation.campaigns}
     plan = autopilot_step(
         base,
@@ -381,6 +399,11 @@ def apply_budget_autopilot(
         total_cap=request.total_budget,
     )
     notes: list[str] = list(plan.notes)
+    if bounded is None:
+        notes.append(
+            "the day-start budgets less the daily bound exceed total_budget: the unbounded "
+            "recommendation is approached instead"
+        )
     written: dict[str, Decimal] = {}
     for step in plan.steps:
         new = step.new
@@ -436,6 +459,44 @@ def apply_budget_autopilot(
                 ),
             )
     return AutopilotResult(recommendation, plan, written, bool(written), tuple(notes))
+
+
+def _within_daily_bound(
+    request: BudgetRequest,
+    ids: tuple[str, ...],
+    base: Mapping[str, Decimal],
+    max_change_pct: Decimal | int | str,
+    min_step: Decimal | int | str,
+) -> BudgetRequest | None:
+    """The request limited to what today's step can reach: the best split inside the bound.
+
+    Moving part-way toward an unbounded optimum can leave budget unplaced (a campaign cut by
+    the full step while the one that should grow may only grow by X%); the optimum inside the
+    box [day-start x (1 - X%), day-start x (1 + X%)] places it where it does most. None when
+    the box's minimums alone exceed the total (the step then has to cut beyond the bound).
+    """
+    pct = check_decimal("max_change_pct", max_change_pct, exclusive_minimum=True) / 100
+    step_floor = check_decimal("min_step", min_step)
+    lows: dict[str, Decimal] = {}
+    highs: dict[str, Decimal] = {}
+    for cid in ids:
+        start = base.get(cid, Decimal(0))
+        allowed = max(start * pct, step_floor)
+        low = max((start - allowed).quantize(_CENT, rounding=ROUND_UP), Decimal(0))
+        high = (start + allowed).quantize(_CENT, rounding=ROUND_DOWN)
+        low = max(low, (request.min_spend or {}).get(cid, Decimal(0)))
+        if request.max_spend and cid in request.max_spend:
+            high = min(high, request.max_spend[cid])
+        lows[cid], highs[cid] = min(low, high), high
+    if sum(lows.values(), Decimal(0)) > request.total_budget:
+        return None
+    # Keys that name no allocated campaign are kept, so the recommendation still refuses them.
+    return replace(
+        request,
+        campaign_ids=ids,
+        min_spend={**(request.min_spend or {}), **lows},
+        max_spend={**(request.max_spend or {}), **highs},
+    )
 
 
 def _finite(value: float) -> float | None:
