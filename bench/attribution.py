@@ -9,7 +9,8 @@ aggregated paths, solved here a second, independent way (dense numpy solves); he
 exact by definition and compared credit by credit.
 
 Prints, never asserts. Default sizes finish in a few minutes on 2 cores; add 10M with
-`--sizes 100000,1000000,10000000`.
+`--sizes 100000,1000000,10000000`. Each timed step runs once; `--repeat 3` keeps the fastest
+of three runs for every tool alike, which steadies the ratios on a busy machine.
 
     .venv/bin/python bench/attribution.py
     .venv/bin/python bench/attribution.py --sizes 10000000 --long-paths 0
@@ -215,12 +216,15 @@ def _max_abs(tool: dict[str, float], exact: dict[str, float]) -> float:
     return max(abs(tool.get(k, 0.0) - v) for k, v in exact.items())
 
 
-def timed(action: Callable[[], T]) -> tuple[T, float]:
+def timed(action: Callable[[], T], repeat: int = 1) -> tuple[T, float]:
+    """Run `action` `repeat` times; its last result and its fastest wall time."""
+    fastest = math.inf
     with contextlib.redirect_stdout(io.StringIO()):
-        started = time.perf_counter()
-        result = action()
-        elapsed = time.perf_counter() - started
-    return result, elapsed
+        for _ in range(repeat):
+            started = time.perf_counter()
+            result = action()
+            fastest = min(fastest, time.perf_counter() - started)
+    return result, fastest
 
 
 @contextlib.contextmanager
@@ -286,22 +290,26 @@ def fmt_ratio(baseline: float, ours: float) -> str:
 
 def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any, mam: Any) -> None:
     journeys = int(frame.total_conversions.sum() + frame.total_null.sum())
+
+    def best(action: Callable[[], T]) -> tuple[T, float]:
+        return timed(action, args.repeat)
+
     with section(
         f"{label}: {journeys:,} journeys, {len(frame):,} distinct paths, "
         f"{int(frame.total_conversions.sum()):,} conversions"
     ):
-        table, parse_s = timed(lambda: perfmark_parse(frame))
+        table, parse_s = best(lambda: perfmark_parse(frame))
         rows: list[tuple[str, float, str]] = []
         print(f"perfmark parse (path strings -> arrays): {parse_s:.3f} s")
 
         # Heuristics: perfmark's first, last, linear versus ChannelAttribution's heuristic_models.
-        heuristics, heur_s = timed(lambda: (first_touch(table), last_touch(table), linear(table)))
+        heuristics, heur_s = best(lambda: (first_touch(table), last_touch(table), linear(table)))
         pm_heur = parse_s + heur_s
         rows.append(("perfmark heuristics (parse + first/last/linear)", pm_heur, ""))
         exact_heur = {r.model: r.conversions_by_channel() for r in heuristics}
         exact_heur_value = {r.model: r.value_by_channel() for r in heuristics}
         if ca is not None:
-            ca_heur, ca_heur_s = timed(
+            ca_heur, ca_heur_s = best(
                 lambda: ca.heuristic_models(
                     frame,
                     "path",
@@ -335,7 +343,7 @@ def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any,
         # Markov: perfmark exact versus ChannelAttribution's simulation at its defaults.
         first_order_s = math.nan
         for order in args.orders:
-            result, markov_s = timed(lambda order=order: markov_model(table, order))
+            result, markov_s = best(lambda order=order: markov_model(table, order))
             pm_markov = parse_s + markov_s
             if order == 1:
                 first_order_s = pm_markov
@@ -350,7 +358,7 @@ def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any,
                 note = f"|removal effect - dense solve| <= {gap:.1e}"
             rows.append((f"perfmark markov order {order} (parse + exact solve)", pm_markov, note))
             if ca is not None and order <= args.ca_max_order:
-                ca_out, ca_markov_s = timed(
+                ca_out, ca_markov_s = best(
                     lambda order=order: ca.markov_model(
                         frame,
                         "path",
@@ -379,14 +387,14 @@ def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any,
                 )
 
         if args.shapley:
-            _, shap_s = timed(lambda: shapley_model(table))
+            _, shap_s = best(lambda: shapley_model(table))
             rows.append(
                 (f"perfmark shapley (exact, {table.n_channels} channels)", parse_s + shap_s, "")
             )
 
         if mam is not None and journeys <= args.mam_max_journeys:
             mam_input = mam_frame(frame)
-            model, prep_s = timed(
+            model, prep_s = best(
                 lambda: mam.MAM(
                     mam_input,
                     format_type="grouped_journey",
@@ -403,7 +411,7 @@ def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any,
                 ("last_touch", model.run_last_click),
                 ("linear", model.run_linear),
             ):
-                out, run_s = timed(run)
+                out, run_s = best(run)
                 totals += run_s
                 diff = max(diff, _max_abs(mam_credits(out), exact_heur[ours]))
             rows.append(
@@ -413,7 +421,7 @@ def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any,
                     f"ratio {fmt_ratio(totals, pm_heur)}; max |credit diff| {diff:.2e}",
                 )
             )
-            mam_markov, mam_markov_s = timed(model.run_markov)
+            mam_markov, mam_markov_s = best(model.run_markov)
             order_one = markov_model(table, 1).conversions_by_channel()
             worst, tv = _share_distance(mam_credits(mam_markov), order_one)
             rows.append(
@@ -452,12 +460,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--mam-max-journeys", type=int, default=1_000_000, help="skip MAM above this size"
     )
     parser.add_argument("--no-shapley", dest="shapley", action="store_false")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per timed step, the fastest kept (the same for every tool; smooths a busy box)",
+    )
     parser.add_argument("--seed", type=int, default=20240501)
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
     args.orders = [int(o) for o in args.orders.split(",") if o]
     if not 1 <= args.channels <= len(CHANNEL_NAMES):
         parser.error(f"--channels must be 1..{len(CHANNEL_NAMES)}")
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
     return args
 
 
@@ -469,7 +485,8 @@ def main(argv: list[str] | None = None) -> None:
     mam = load_mam()
     print(
         f"channels: {args.channels}; orders: {args.orders}; numpy {np.__version__}; "
-        f"one run per tool; times include parsing the path strings"
+        f"fastest of {args.repeat} run(s) per timed step, every tool alike; "
+        "times include parsing the path strings"
     )
     chain = make_chain(args.channels, rng, long_paths=False)
     # Path codes pack one digit per touch into an int64, which caps the sampled path length.

@@ -2,14 +2,19 @@
 
 The format has one row per distinct path: `path` ("a > b > c"), `total_conversions`,
 `total_conversion_value` and `total_null`; column names and the separator are configurable.
-Paths are split and channel names dictionary-encoded by pyarrow compute kernels, so millions
-of rows never become Python strings one by one. As in ChannelAttribution, whitespace around
-the separator and around channel names is ignored ("a>b" and "a > b" are the same path).
+Paths are split by a numpy scan of the UTF-8 bytes (pyarrow's split kernel for separators of
+more than one byte) and channel names dictionary-encoded by pyarrow, so millions of rows never
+become Python strings one by one; large inputs are split in row ranges on parallel threads.
+As in ChannelAttribution, whitespace around the separator and around channel names is
+ignored ("a>b" and "a > b" are the same path).
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +42,13 @@ DEFAULT_SEPARATOR = " > "
 _OTHER_SEPARATORS = (">", "|", ";", ",", "→", "»", "\t", "/")
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+# Inputs are split on parallel threads in row ranges of at least this many bytes of paths,
+# into at most this many ranges. Below it a part takes tens of milliseconds, and on a busy
+# machine waiting for the slower thread costs more than the split saves.
+_PART_MIN_BYTES = 16 << 20
+_MAX_PARTS = 8
+# Bytes of paths scanned per block when looking for separators (fits in a core's cache).
+_SCAN_BLOCK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -141,22 +153,85 @@ def _string_buffers(paths: pa.Array) -> tuple[NDArray[np.int64], NDArray[np.uint
     return offsets.astype(np.int64), data
 
 
-def _raw_tokens_by_bytes(paths: pa.Array, separator: int) -> tuple[pa.Array, NDArray[np.int64]]:
-    """Cut paths at a one-byte separator without copying: each raw token keeps the separator
-    that ends it, so the tokens tile the string buffer and share it."""
-    offsets, data = _string_buffers(paths)
+def _token_starts_any(
+    offsets: NDArray[np.int64], data: NDArray[np.uint8], separator: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Token starts (with the end appended) and tokens per path, for any input.
+
+    Handles blank paths and paths that end with the separator (their empty last token
+    starts where the next path does), which `_token_starts` leaves to this function.
+    """
     begin, end = int(offsets[0]), int(offsets[-1])
-    # UTF-8 never uses an ASCII byte inside a multi-byte character, so a byte match is exact.
-    cuts = np.flatnonzero(data[begin:end] == separator).astype(np.int64) + begin + 1
+    n_paths = offsets.size - 1
+    cuts = np.flatnonzero(data[begin:end] == separator)
+    cuts += begin + 1
     # A cut c (just past a separator) belongs to the path p with offsets[p] < c <= offsets[p+1].
     cuts_through = np.searchsorted(cuts, offsets, side="right")
     counts = np.diff(cuts_through) + 1
-    starts = np.empty(offsets.size - 1 + cuts.size, dtype=np.int64)
-    starts[np.arange(offsets.size - 1) + cuts_through[:-1]] = offsets[:-1]
-    starts[np.arange(cuts.size) + np.searchsorted(offsets[:-1], cuts, side="left")] = cuts
-    token_offsets = np.append(starts, end)
+    # Token starts in order: each path's own start, then its cuts. A path's first token sits
+    # after the cuts of the paths before it; every other slot takes the next cut.
+    first_token = np.arange(n_paths, dtype=np.int64) + cuts_through[:-1]
+    n_tokens = n_paths + cuts.size
+    token_offsets = np.empty(n_tokens + 1, dtype=np.int64)
+    is_cut = np.ones(n_tokens + 1, dtype=bool)
+    is_cut[first_token] = False
+    is_cut[n_tokens] = False
+    token_offsets[first_token] = offsets[:-1]
+    token_offsets[is_cut] = cuts
+    token_offsets[n_tokens] = end
+    return token_offsets, counts
+
+
+def _token_starts(
+    offsets: NDArray[np.int64], data: NDArray[np.uint8], separator: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Token starts (with the end appended) and tokens per path, in one pass over the bytes.
+
+    A byte starts a token when it starts a path or follows a separator. When no path is blank
+    and none ends with the separator, the two never coincide (`_token_starts_any` handles the
+    inputs where they do).
+    """
+    begin, end = int(offsets[0]), int(offsets[-1])
+    path_starts = offsets[:-1]
+    path_ends = offsets[1:]
+    if (path_ends <= path_starts).any() or (data[path_ends - 1] == separator).any():
+        return _token_starts_any(offsets, data, separator)
+    # Scan the bytes in blocks that stay in cache: mark the bytes that follow a separator
+    # and the path starts, and collect the marked positions.
+    block = np.empty(min(_SCAN_BLOCK_BYTES, end - begin), dtype=bool)
+    bounds = [*range(begin, end, _SCAN_BLOCK_BYTES), end]
+    rows = np.searchsorted(path_starts, bounds).tolist()
+    pieces: list[NDArray[np.int64]] = []
+    for a, b, first_row, last_row in zip(bounds[:-1], bounds[1:], rows[:-1], rows[1:], strict=True):
+        marked = block[: b - a]
+        if a == 0:
+            marked[0] = False
+            np.equal(data[: b - 1], separator, out=marked[1:])
+        else:
+            np.equal(data[a - 1 : b - 1], separator, out=marked)
+        marked[path_starts[first_row:last_row] - a] = True
+        found = np.flatnonzero(marked)
+        found += a
+        pieces.append(found)
+    pieces.append(np.array([end], dtype=np.int64))
+    token_offsets = np.concatenate(pieces)
+    # A token that follows a separator byte is a cut inside its path; any other starts one.
+    is_first = data[token_offsets[:-1] - 1] != separator
+    is_first[0] = True  # the byte before the first path is not part of the input
+    counts = np.diff(np.flatnonzero(is_first), append=token_offsets.size - 1)
+    return token_offsets, counts
+
+
+def _raw_tokens_by_bytes(paths: pa.Array, separator: int) -> tuple[pa.Array, NDArray[np.int64]]:
+    """Cut paths at a one-byte separator without copying: each raw token keeps the separator
+    that ends it, so the tokens tile the string buffer and share it.
+
+    UTF-8 never uses an ASCII byte inside a multi-byte character, so a byte match is exact.
+    """
+    offsets, data = _string_buffers(paths)
+    token_offsets, counts = _token_starts(offsets, data, separator)
     tokens = pa.LargeStringArray.from_buffers(
-        starts.size, pa.py_buffer(token_offsets), paths.buffers()[2] or pa.py_buffer(b"")
+        token_offsets.size - 1, pa.py_buffer(token_offsets), paths.buffers()[2] or pa.py_buffer(b"")
     )
     return tokens, counts
 
@@ -168,6 +243,41 @@ def _raw_tokens_by_kernel(paths: pa.Array, core: str) -> tuple[pa.Array, NDArray
     return pc.list_flatten(lists), counts
 
 
+def _cpu_count() -> int:
+    """CPUs this process may run on (the parallel parts of a large input)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _row_parts(paths: pa.Array) -> list[pa.Array]:
+    """Consecutive slices of about `_PART_MIN_BYTES` or more, at most one per CPU."""
+    offsets, _ = _string_buffers(paths)
+    size = int(offsets[-1] - offsets[0])
+    n_parts = max(1, min(_cpu_count(), _MAX_PARTS, size // _PART_MIN_BYTES, len(paths)))
+    if n_parts == 1:
+        return [paths]
+    targets = offsets[0] + size * np.arange(1, n_parts) // n_parts
+    bounds = [0, *np.searchsorted(offsets, targets).tolist(), len(paths)]
+    return [paths.slice(a, b - a) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _encode_part(
+    paths: pa.Array, core: str
+) -> tuple[list[str], NDArray[np.int32], NDArray[np.int64]]:
+    """Raw tokens of some paths: distinct tokens (first-seen order), codes, tokens per path."""
+    encoded_core = core.encode("utf-8")
+    if len(encoded_core) == 1:
+        tokens, counts = _raw_tokens_by_bytes(paths, encoded_core[0])
+    else:
+        tokens, counts = _raw_tokens_by_kernel(paths, core)
+    encoded = pc.dictionary_encode(tokens)
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
+    raw_names: list[str] = encoded.dictionary.to_pylist()
+    return raw_names, codes, counts
+
+
 def _split_paths(
     paths: pa.Array, name: str, sep: str
 ) -> tuple[tuple[str, ...], NDArray[np.int32], NDArray[np.int64]]:
@@ -175,6 +285,8 @@ def _split_paths(
 
     Only the distinct raw tokens (a few per channel) are cleaned in Python: the separator
     that ends a token and surrounding whitespace are stripped after dictionary encoding.
+    Large inputs are cut into consecutive row ranges encoded on parallel threads (numpy and
+    pyarrow release the GIL); channels keep their first-seen order across the ranges.
     """
     core = _check_separator(sep)
     if paths.null_count:
@@ -182,32 +294,37 @@ def _split_paths(
         raise ValidationError(
             f"column {name!r} has no path at row {row + 1}; every row needs a path", field=name
         )
-    encoded_core = core.encode("utf-8")
-    if len(encoded_core) == 1:
-        tokens, counts = _raw_tokens_by_bytes(paths, encoded_core[0])
+    parts = _row_parts(paths)
+    if len(parts) == 1:
+        encoded = [_encode_part(paths, core)]
     else:
-        tokens, counts = _raw_tokens_by_kernel(paths, core)
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            encoded = list(pool.map(_encode_part, parts, [core] * len(parts)))
+    counts = np.concatenate([part_counts for _, _, part_counts in encoded])
     offsets = np.zeros(counts.size + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    encoded = pc.dictionary_encode(tokens)
-    raw_names = encoded.dictionary.to_pylist()
+    channels = np.empty(int(offsets[-1]), dtype=np.int32)
     index: dict[str, int] = {}
-    remap = np.empty(len(raw_names), dtype=np.int32)
-    for code, raw in enumerate(raw_names):
-        channel = (raw[: -len(core)] if raw.endswith(core) else raw).strip()
-        if not channel:
-            first = int(pc.index(encoded.indices, code).as_py())
-            row = int(np.searchsorted(offsets, first, side="right")) - 1
-            raise ValidationError(
-                f"{name} at row {row + 1} is {paths[row].as_py()!r}: it has an empty channel "
-                f"(a blank path, or a separator {sep!r} with nothing on one side)",
-                field=name,
-            )
-        remap[code] = index.setdefault(channel, len(index))
+    first_row = 0
+    for raw_names, codes, part_counts in encoded:
+        first_touch = int(offsets[first_row])
+        remap = np.empty(len(raw_names), dtype=np.int32)
+        for code, raw in enumerate(raw_names):
+            channel = (raw[: -len(core)] if raw.endswith(core) else raw).strip()
+            if not channel:
+                first = first_touch + int(np.argmax(codes == code))
+                row = int(np.searchsorted(offsets, first, side="right")) - 1
+                raise ValidationError(
+                    f"{name} at row {row + 1} is {paths[row].as_py()!r}: it has an empty "
+                    f"channel (a blank path, or a separator {sep!r} with nothing on one side)",
+                    field=name,
+                )
+            remap[code] = index.setdefault(channel, len(index))
+        np.take(remap, codes, out=channels[first_touch : first_touch + codes.size], mode="clip")
+        first_row += part_counts.size
     if int(counts.max()) == 1:
         _reject_foreign_separator(paths, name, sep, core)
-    indices = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
-    return tuple(index), remap[indices], offsets
+    return tuple(index), channels, offsets
 
 
 def _reject_foreign_separator(paths: pa.Array, name: str, sep: str, core: str) -> None:

@@ -195,3 +195,22 @@ def test_unknown_model_name_is_a_validation_error(table: PathTable) -> None:
         run_model(table, "u_shaped")
     assert caught.value.field == "model"
     assert "'u_shaped'" in caught.value.message
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=small_paths(max_channels=6, max_rows=10, max_length=8))
+def test_linear_is_float_for_float_the_per_touch_sum(data: SmallPaths) -> None:
+    """Linear credit is computed per row, not per touch; it must still add the same products
+    (1/length x row amount) in the same touch order as a plain loop over touches."""
+    table = path_table_from_lists(data.paths, data.conversions, data.value, data.nulls)
+    weights = touch_weights(table, "linear")
+    conversions = [0.0] * table.n_channels
+    value = [0.0] * table.n_channels
+    for row in range(table.n_paths):
+        for touch in range(int(table.offsets[row]), int(table.offsets[row + 1])):
+            channel = int(table.channels[touch])
+            conversions[channel] += float(weights[touch]) * float(table.conversions[row])
+            value[channel] += float(weights[touch]) * float(table.value[row])
+    result = linear(table)
+    assert [credit.conversions for credit in result.credits] == conversions
+    assert [credit.value for credit in result.credits] == value

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from perfmark.attribution import standalone
 from perfmark.attribution.domain import markov_model
 from perfmark.attribution.standalone import (
     PathColumns,
@@ -213,3 +214,49 @@ def test_splitting_matches_a_plain_python_split(
         for a, b in zip(table.offsets[:-1], table.offsets[1:], strict=True)
     ]
     assert decoded == expected
+
+
+_CHANNEL_OR_BLANK = st.sampled_from(["seo", "e mail", "ads", "Ünïcode", "x", ""])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.lists(_CHANNEL_OR_BLANK, min_size=1, max_size=6), min_size=1, max_size=12),
+    spaces=st.lists(_SPACE, min_size=2, max_size=2),
+    skipped=st.integers(0, 2),
+    block_bytes=st.integers(1, 9),
+    wide=st.booleans(),
+)
+def test_parallel_parts_and_block_scan_match_a_plain_python_split(
+    rows: list[list[str]], spaces: list[str], skipped: int, block_bytes: int, wide: bool
+) -> None:
+    """Large inputs are split into row ranges on threads and scanned in blocks; forcing both
+    onto tiny inputs (ranges of one row, blocks of a few bytes, a table slice that starts
+    just after a separator) must give the same table, or the same error row, as Python."""
+    core = "->" if wide else ">"
+    strings = [core.join(spaces[0] + channel + spaces[1] for channel in row) for row in rows]
+    # Rows cut off by the slice end with the separator: the byte before the first kept path.
+    table = pa.table(
+        {
+            "path": [f"seo {core}"] * skipped + strings,
+            "total_conversions": [1.0] * (skipped + len(strings)),
+        }
+    ).slice(skipped)
+    malformed = [i for i, row in enumerate(rows) if "" in row]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(standalone, "_PART_MIN_BYTES", 1)
+        patch.setattr(standalone, "_SCAN_BLOCK_BYTES", block_bytes)
+        patch.setattr(standalone, "_cpu_count", lambda: 3)
+        if malformed:
+            error = _error(paths_from_arrow, table, sep=f" {core} ")
+            assert error.field == "path"
+            assert f"at row {malformed[0] + 1} is" in error.message
+            return
+        table_read = paths_from_arrow(table, sep=f" {core} ")
+    decoded = [
+        [table_read.channel_names[c] for c in table_read.channels[a:b]]
+        for a, b in zip(table_read.offsets[:-1], table_read.offsets[1:], strict=True)
+    ]
+    assert decoded == rows
+    first_seen = list(dict.fromkeys(channel for row in rows for channel in row))
+    assert list(table_read.channel_names) == first_seen

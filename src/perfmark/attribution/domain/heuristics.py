@@ -13,6 +13,7 @@ import math
 from collections.abc import Collection, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from perfmark.attribution.domain.paths import LAG_DAYS_FIELD, PathTable, sum_by_index
@@ -148,7 +149,25 @@ def _linear_weights(table: PathTable) -> NDArray[np.float64]:
 
 def linear(table: PathTable) -> AttributionResult:
     """Equal credit to every touch of a path (1/length each)."""
-    return _credit(table, _linear_weights(table), "linear")
+    # Channel credit = sum over rows of (touches of the channel in the row) x share x amount:
+    # the transposed row x channel incidence matrix times the per-row amounts. It adds the
+    # same products in the same touch order as `_credit` with `_linear_weights` (so the same
+    # floats), without materialising a weight per touch.
+    share = 1.0 / table.lengths.astype(np.float64)
+    per_row = np.column_stack([share * table.conversions, share * table.value])
+    incidence = sp.csr_matrix(
+        (np.ones(table.n_touches), table.channels, table.offsets),
+        shape=(table.n_paths, table.n_channels),
+    )
+    credits = np.asarray(incidence.T @ per_row, dtype=np.float64)
+    return build_result(
+        "linear",
+        table.channel_names,
+        credits[:, 0],
+        credits[:, 1],
+        total_conversions=table.total_conversions,
+        total_value=table.total_value,
+    )
 
 
 def _check_half_life(half_life_days: float) -> float:
