@@ -102,10 +102,11 @@ def run_attribution(
         raise ValidationError(
             f"model {model!r} is unknown; use one of {', '.join(MODEL_NAMES)}", field="model"
         )
-    journeys = journey_paths(
-        lake_query(container), workspace_id, start, end, timezone, journey_options,
-        per_journey=model == "time_decay", drilldown_limit=drilldown_limit or None,
-    )  # fmt: skip
+    with lake_query(container) as query:
+        journeys = journey_paths(
+            query, workspace_id, start, end, timezone, journey_options,
+            per_journey=model == "time_decay", drilldown_limit=drilldown_limit or None,
+        )  # fmt: skip
     if journeys.paths.total_conversions <= 0:
         raise ValidationError(
             "no conversion in this range has a touchpoint in its lookback window; widen the "

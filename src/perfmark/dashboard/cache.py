@@ -27,6 +27,8 @@ __all__ = [
     "cached_over_lake",
     "cached_report",
     "clear_report_cache",
+    "kept_over_lake",
+    "kept_report",
     "lake_version",
 ]
 
@@ -37,8 +39,9 @@ MAX_CACHED_REPORTS = 256
 
 _lock = threading.Lock()
 _results: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
-#: The newest result per (lake, key), whatever the lake's version: (monotonic time, result).
-_latest: dict[tuple[str, str], tuple[float, Any]] = {}
+#: The newest result per (lake, key), whatever the lake's version: (monotonic time it was
+#: started, result, lake version it was computed at).
+_latest: dict[tuple[str, str], tuple[float, Any, str]] = {}
 _refreshing: set[tuple[str, str]] = set()
 logger = logging.getLogger("perfmark.dashboard")
 
@@ -70,8 +73,18 @@ def cached_over_lake(
 
     `key` must name everything the result depends on besides the lake (a request's repr).
     With `stale_for_s`, a result computed on an older lake less than that many seconds ago
-    is returned at once while one background thread computes the fresh one (for heavy
-    analyses, such as attribution, whose page says when its figures were computed).
+    is returned at once while one background thread computes the fresh one.
+    """
+    return kept_over_lake(container, key, compute, stale_for_s=stale_for_s)[0]
+
+
+def kept_over_lake(
+    container: Container, key: str, compute: Callable[[], T], *, stale_for_s: float = 0
+) -> tuple[T, str]:
+    """As `cached_over_lake`, with the lake version the result was computed at.
+
+    A page that polls for changes compares that version with the lake's: a result served
+    from before the newest events must not make the page believe it is up to date.
     """
     lake = str(lake_directory(container.settings).resolve())
     version = lake_version(container)
@@ -80,13 +93,13 @@ def cached_over_lake(
         if full_key in _results:
             _results.move_to_end(full_key)
             found: T = _results[full_key]
-            return found
+            return found, version
         latest = _latest.get((lake, key))
     if latest is not None and time.monotonic() - latest[0] < stale_for_s:
         _refresh_in_background((lake, key), full_key, compute)
         stale: T = latest[1]
-        return stale
-    return _compute_and_keep((lake, key), full_key, compute)
+        return stale, latest[2]
+    return _compute_and_keep((lake, key), full_key, compute), version
 
 
 def _compute_and_keep(
@@ -98,7 +111,7 @@ def _compute_and_keep(
         _results[full_key] = result
         while len(_results) > MAX_CACHED_REPORTS:
             _results.popitem(last=False)
-        _latest[latest_key] = (started, result)
+        _latest[latest_key] = (started, result, full_key[1])
         while len(_latest) > MAX_CACHED_REPORTS:
             _latest.pop(next(iter(_latest)))
     return result
@@ -124,9 +137,20 @@ def _refresh_in_background(
     threading.Thread(target=refresh, name="perfmark-dashboard-refresh", daemon=True).start()
 
 
-def cached_report(container: Container, request: ReportRequest) -> ReportResult:
+def cached_report(
+    container: Container, request: ReportRequest, *, stale_for_s: float = 0
+) -> ReportResult:
     """`run_report`, or its result from before if the lake has not changed since."""
-    return cached_over_lake(container, repr(request), lambda: run_report(container, request))
+    return kept_report(container, request, stale_for_s=stale_for_s)[0]
+
+
+def kept_report(
+    container: Container, request: ReportRequest, *, stale_for_s: float = 0
+) -> tuple[ReportResult, str]:
+    """As `cached_report`, with the lake version the result was computed at."""
+    return kept_over_lake(
+        container, repr(request), lambda: run_report(container, request), stale_for_s=stale_for_s
+    )
 
 
 def clear_report_cache() -> None:

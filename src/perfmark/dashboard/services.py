@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from perfmark.adapters.store.kinds import ADVERTISERS, CAMPAIGNS, GOALS, LINKS, OFFERS, PUBLISHERS
 from perfmark.billing.domain.postbacks import validate_postback_template
-from perfmark.dashboard.cache import cached_report
+from perfmark.dashboard.cache import kept_report
 from perfmark.domain.accounts import WRITE_ROLES, Role
 from perfmark.domain.campaigns import CampaignSpec
 from perfmark.domain.links import TrackingLinkSpec, tracking_url
@@ -18,7 +18,7 @@ from perfmark.domain.parties import AdvertiserSpec, PublisherSpec
 from perfmark.domain.records import Record
 from perfmark.errors import ForbiddenError, ValidationError
 from perfmark.reports.api import scoped_filters
-from perfmark.reports.domain.request import parse_report_request
+from perfmark.reports.domain.request import ReportRequest, parse_report_request
 from perfmark.reports.service import ReportResult
 from perfmark.services import catalog
 from perfmark.services.accounts import get_workspace
@@ -53,6 +53,8 @@ ALLOWED_PERIOD_DAYS = (7, 14, 30, 90)
 TOP_CAMPAIGNS = 5
 #: Lists on one page: enough for a workspace's campaigns and partners, small enough to render.
 LIST_LIMIT = 200
+#: How old the figures a page shows may be while newer ones are computed (seconds).
+PAGE_STALE_S = 30.0
 
 _LABELS = {
     "cost": "Spend",
@@ -121,8 +123,7 @@ def kpi_metrics(principal: Principal) -> tuple[str, ...]:
     return _PUBLISHER_KPIS if principal.role is Role.PUBLISHER else _ADVERTISER_KPIS
 
 
-def _report(
-    container: Container,
+def _request(
     principal: Principal,
     period: Period,
     metrics: tuple[str, ...],
@@ -132,8 +133,8 @@ def _report(
     order_by: str | None = None,
     limit: int = LIST_LIMIT,
     filters: dict[str, str] | None = None,
-) -> ReportResult:
-    request = parse_report_request(
+) -> ReportRequest:
+    return parse_report_request(
         principal.workspace_id,
         start=period.start,
         end=period.end,
@@ -145,7 +146,35 @@ def _report(
         order_by=order_by,
         limit=limit,
     )
-    return cached_report(container, request)
+
+
+def _report(
+    container: Container,
+    principal: Principal,
+    period: Period,
+    metrics: tuple[str, ...],
+    dimensions: tuple[str, ...] = (),
+    **options: Any,
+) -> ReportResult:
+    """A page's report, kept over the lake; after new events the figures from before (at
+    most PAGE_STALE_S old) are shown while one background thread computes the new ones."""
+    request = _request(principal, period, metrics, dimensions, **options)
+    return kept_report(container, request, stale_for_s=PAGE_STALE_S)[0]
+
+
+def _kept(
+    container: Container,
+    principal: Principal,
+    period: Period,
+    metrics: tuple[str, ...],
+    dimensions: tuple[str, ...] = (),
+    *,
+    stale_for_s: float = PAGE_STALE_S,
+    **options: Any,
+) -> tuple[ReportResult, str]:
+    """As `_report`, with the lake version the figures were computed at."""
+    request = _request(principal, period, metrics, dimensions, **options)
+    return kept_report(container, request, stale_for_s=stale_for_s)
 
 
 @dataclass(frozen=True)
@@ -171,13 +200,19 @@ class Overview:
     trend: dict[str, tuple[Decimal | int, ...]]
     top_campaigns: tuple[dict[str, Any], ...]
     top_metrics: tuple[str, ...]
+    #: The lake version the figures were computed at ("" when its reports disagree).
+    data_version: str = ""
 
 
-def overview(container: Container, principal: Principal, period: Period) -> Overview:
+def overview(
+    container: Container, principal: Principal, period: Period, *, stale_for_s: float = PAGE_STALE_S
+) -> Overview:
     """KPIs with their change against the previous period, the trend by day, top campaigns."""
     metrics = kpi_metrics(principal)
     # One report by day gives the trend, and its totals (with compare) give the tiles.
-    daily = _report(container, principal, period, metrics, ("day",), compare=True)
+    daily, daily_version = _kept(
+        container, principal, period, metrics, ("day",), compare=True, stale_for_s=stale_for_s
+    )
     previous = daily.previous_totals or {}
     kpis = tuple(
         Kpi(
@@ -202,7 +237,7 @@ def overview(container: Container, principal: Principal, period: Period) -> Over
         if principal.role is Role.PUBLISHER
         else ("conversions", "cost", "revenue", "roas")
     )
-    top = _report(
+    top, top_version = _kept(
         container,
         principal,
         period,
@@ -210,6 +245,7 @@ def overview(container: Container, principal: Principal, period: Period) -> Over
         ("campaign",),
         order_by="conversions",
         limit=TOP_CAMPAIGNS,
+        stale_for_s=stale_for_s,
     )
     return Overview(
         period=period,
@@ -219,6 +255,7 @@ def overview(container: Container, principal: Principal, period: Period) -> Over
         trend=trend,
         top_campaigns=top.rows,
         top_metrics=top_metrics,
+        data_version=daily_version if daily_version == top_version else "",
     )
 
 

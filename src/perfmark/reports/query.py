@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import glob
 import itertools
+import threading
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -301,16 +302,26 @@ def _column_names(path: str) -> tuple[str, ...] | None:
 
 
 class _SchemaCache:
-    """The columns of each lake file, read once from its footer (files never change)."""
+    """The columns of each lake file, read once from its footer (files never change).
+
+    One per lake and process, shared by every thread's query: a server answers reports on
+    many threads, and each reading hundreds of footers again would cost more than the
+    report itself.
+    """
 
     def __init__(self) -> None:
         self._names: dict[str, tuple[str, ...] | None] = {}
+        self._lock = threading.Lock()
 
     def groups(self, files: list[str], *, complete: bool) -> dict[tuple[str, ...], list[str]]:
         """The files grouped by their column names, in listing order.
 
         `complete` says `files` lists the whole lake, so files missing from it are gone.
         """
+        with self._lock:
+            return self._groups(files, complete=complete)
+
+    def _groups(self, files: list[str], *, complete: bool) -> dict[tuple[str, ...], list[str]]:
         new = [path for path in files if path not in self._names]
         if new:
             with ThreadPoolExecutor(_FOOTER_READERS) as pool:
@@ -326,6 +337,15 @@ class _SchemaCache:
         return groups
 
 
+_SCHEMA_CACHES: dict[str, _SchemaCache] = {}
+_SCHEMA_CACHES_LOCK = threading.Lock()
+
+
+def _shared_schema_cache(lake: Path) -> _SchemaCache:
+    with _SCHEMA_CACHES_LOCK:
+        return _SCHEMA_CACHES.setdefault(str(lake.resolve()), _SchemaCache())
+
+
 @dataclass
 class LakeQuery:
     """Runs report aggregations over the Parquet files under `lake/events`."""
@@ -335,6 +355,9 @@ class LakeQuery:
     engine: str = "duckdb"
     _schemas: _SchemaCache = field(default_factory=_SchemaCache, repr=False, compare=False)
     _reads: int = field(default=0, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._schemas = _shared_schema_cache(self.lake)
 
     def event_files(self, first: date | None = None, last: date | None = None) -> list[str]:
         """The lake's event files, sorted, of the UTC dates from `first` to `last` if given."""

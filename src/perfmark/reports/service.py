@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -46,7 +47,9 @@ _NAMED = {
     "publisher": publishers,
     "offer": offers,
 }
-_queries: dict[tuple[str, str, str, int], LakeQuery] = {}
+_queries: dict[tuple[str, str, str], list[LakeQuery]] = {}
+#: Idle query layers kept per lake (each holds a DuckDB connection and its caches).
+_POOL_SIZE = 4
 _query_lock = threading.Lock()
 
 
@@ -64,27 +67,33 @@ class ReportResult:
     previous_totals: dict[str, Any] | None = None
 
 
-def lake_query(container: Container) -> LakeQuery:
-    """The process's query layer for this container's lake and engine (built once).
+@contextmanager
+def lake_query(container: Container) -> Iterator[LakeQuery]:
+    """A query layer for this container's lake and engine, lent to one caller at a time.
 
     It answers from the processor's rollups whenever a report allows it (identical
-    results), and from raw events otherwise.
+    results), and from raw events otherwise. A DuckDB connection must not be shared by
+    threads (the API runs reports in a thread pool), so each query has its own; returned
+    queries are kept (up to _POOL_SIZE) so the next report, on whatever thread, finds a
+    connection whose caches are warm. One Spark session serves them all.
     """
     settings = container.settings
     lake = lake_directory(settings)
     # Keyed by what the query reads, not by the container object: an id() can be reused
-    # by a later container with another lake once the first is garbage-collected. A DuckDB
-    # connection must not be shared by threads (the API runs reports in a thread pool), so
-    # each thread gets its own; one Spark session serves them all.
-    thread = threading.get_ident() if settings.lake_engine == "duckdb" else 0
-    key = (str(lake.resolve()), settings.lake_engine, settings.spark_master, thread)
+    # by a later container with another lake once the first is garbage-collected.
+    key = (str(lake.resolve()), settings.lake_engine, settings.spark_master)
     with _query_lock:
-        query = _queries.get(key)
-        if query is None:
-            backend = connect_engine(settings.lake_engine, settings.spark_master)
-            query = RollupQuery(lake, backend, settings.lake_engine)
-            _queries[key] = query
-    return query
+        pool = _queries.setdefault(key, [])
+        query = pool.pop() if pool else None
+    if query is None:
+        backend = connect_engine(settings.lake_engine, settings.spark_master)
+        query = RollupQuery(lake, backend, settings.lake_engine)
+    try:
+        yield query
+    finally:
+        with _query_lock:
+            if len(pool) < _POOL_SIZE:
+                pool.append(query)
 
 
 def run_report(
@@ -99,7 +108,9 @@ def run_report(
     `rates` converts amounts in other currencies; by default the workspace's rates table,
     read only when a report mixes currencies.
     """
-    query = query or lake_query(container)
+    if query is None:
+        with lake_query(container) as leased:
+            return run_report(container, request, rates=rates, query=leased)
     currency = request.currency or get_workspace(container, request.workspace_id).spec.currency
     source = _Sources(container, query, request.workspace_id, currency, rates)
     rows, total_values = source.measured(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ def test_warm_up_runs_in_the_background_and_skips_an_empty_lake(tmp_path: Path) 
 
     container = build_container(load_settings({"PERFMARK_HOME": str(tmp_path / "home")}))
     seed_demo(container)
-    thread = start_warmup(container)
+    thread = start_warmup(container, rewarm_every_s=None)
     thread.join(timeout=120)
     assert not thread.is_alive()
     # No events: reports are empty and attribution has nothing to attribute (skipped, no error).
@@ -79,3 +80,41 @@ def test_stale_results_are_served_while_one_refresh_runs(fresh_world: World) -> 
     finally:
         for name in ("zz.txt", "zz2.txt"):
             new_file.with_name(name).unlink(missing_ok=True)
+
+
+def test_after_new_events_a_page_shows_its_kept_figures_and_the_poll_brings_new_ones(
+    fresh_world: World, client_for: ClientFactory
+) -> None:
+    from perfmark.adapters.lake import LakeWriter
+    from perfmark.domain.events import TrackedEvent
+    from perfmark.settings import lake_directory
+
+    from .test_dashboard_figures import _tile
+    from .world import at_ms
+
+    clear_report_cache()
+    client = client_for(fresh_world, fresh_world.owner)
+    before = _tile(client.get("/dashboard/").text, "conversions")[0]
+    LakeWriter(lake_directory(fresh_world.container.settings)).write(
+        "bstale",
+        [
+            TrackedEvent(
+                event_id="evt_stale", type="conversion", ts_ms=at_ms("2025-12-31 12:00"),
+                workspace_id=fresh_world.demo.workspace_id,
+                campaign_id=fresh_world.facts.lumen_campaign,
+                advertiser_id=fresh_world.facts.lumen, goal_key="install", status="pending",
+                value="5", currency="USD", cost="3", payout="2", billing_currency="USD",
+            )
+        ],
+    )  # fmt: skip
+    page = client.get("/dashboard/").text
+    assert _tile(page, "conversions")[0] == before  # kept figures, answered at once
+    found = re.search(r'hx-get="(/dashboard/overview/live\?[^"]+)"', page)
+    assert found
+    poll = client.get(found.group(1).replace("&amp;", "&"))
+    assert poll.status_code == 200  # the shown figures are older than the lake
+    assert int(_tile(poll.text, "conversions")[0]) == int(before) + 1
+    deadline = time.monotonic() + 30
+    while _tile(client.get("/dashboard/").text, "conversions")[0] == before:
+        assert time.monotonic() < deadline, "the background refresh never landed"
+        time.sleep(0.05)

@@ -74,7 +74,9 @@ def add_routes(router: APIRouter) -> None:
         principal = session.principal
         period = period_ending_today(container, principal, days)
         data = overview(container, principal, period)
-        seen = _freshness(container, period.end.isoformat())
+        # The version of the figures shown, not the lake's: figures kept from before the
+        # newest events make the next poll fetch the new ones.
+        seen = f"{data.data_version}:{period.end.isoformat()}"
         return render(request, "overview.html", _context(request, data, days, seen))
 
     @router.get("/overview/live", include_in_schema=False)
@@ -91,5 +93,8 @@ def add_routes(router: APIRouter) -> None:
         if seen == fresh:
             # Nothing new in the lake and still the same day: HTMX keeps the page as it is.
             return Response(status_code=204)
-        data = overview(container, principal, period)
-        return render(request, "_overview_live.html", _context(request, data, days, fresh))
+        # The poll runs in the background: it waits for the new figures rather than
+        # showing the kept ones again.
+        data = overview(container, principal, period, stale_for_s=0)
+        shown = f"{data.data_version}:{period.end.isoformat()}"
+        return render(request, "_overview_live.html", _context(request, data, days, shown))

@@ -13,7 +13,7 @@ from perfmark.dashboard.cache import cached_report
 from perfmark.dashboard.pages.common import ContainerDep, chart_spec, page_context
 from perfmark.dashboard.rendering import SECURITY_HEADERS, render
 from perfmark.dashboard.routing import CurrentSession
-from perfmark.dashboard.services import period_ending_today
+from perfmark.dashboard.services import PAGE_STALE_S, period_ending_today
 from perfmark.errors import PerfmarkError, ValidationError
 from perfmark.reports.api import PORTAL_HIDDEN_METRICS, portal_metrics, scoped_filters
 from perfmark.reports.domain.catalog import DIMENSIONS, METRICS, TIME_DIMENSIONS
@@ -131,7 +131,7 @@ def add_routes(router: APIRouter) -> None:
         result = None
         if form.request is not None:
             try:
-                result = cached_report(container, form.request)
+                result = cached_report(container, form.request, stale_for_s=PAGE_STALE_S)
             except PerfmarkError as exc:
                 if exc.status != 422:
                     raise
