@@ -158,8 +158,7 @@ def _report(
 ) -> ReportResult:
     """A page's report, kept over the lake; after new events the figures from before (at
     most PAGE_STALE_S old) are shown while one background thread computes the new ones."""
-    request = _request(principal, period, metrics, dimensions, **options)
-    return kept_report(container, request, stale_for_s=PAGE_STALE_S)[0]
+    return _kept(container, principal, period, metrics, dimensions, **options)[0]
 
 
 def _kept(

@@ -297,7 +297,7 @@ class RollupQuery(LakeQuery):
         extra = list(state.extra_files)
         if self.engine == "spark" and extra:
             # Spark reads a date's directory, not a file list: such dates count as stale.
-            stale = sorted({*stale, *(date.fromisoformat(p.split("date=")[1][:10]) for p in extra)})
+            stale = sorted({*stale, *dates_of_files(extra)})
             extra = []
         parts: list[ir.Table] = []
         stored = self._stored(spec, stale)
@@ -411,10 +411,7 @@ class RollupKeeper:
         for spec in self.specs:
             state = freshness(self.query.lake, spec, days)
             self._dirty.update(state.stale)
-            self._dirty.update(
-                date.fromisoformat(Path(path).parent.parent.name.removeprefix("date="))
-                for path in state.extra_files
-            )
+            self._dirty.update(dates_of_files(state.extra_files))
 
     def build_due(self, *, force: bool = False) -> list[date]:
         """Rebuild the touched dates that are due (all of them with `force`); returns them."""
