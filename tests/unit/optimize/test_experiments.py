@@ -212,7 +212,11 @@ def test_quadrature_agrees_with_sampling_on_any_experiment(
         se = math.sqrt(max(winners[k] * (1 - winners[k]), 1 / draws) / draws)
         assert arm.probability_best == pytest.approx(winners[k], abs=5 * se + 1e-3)
         loss_se = float(regret[:, k].std()) / math.sqrt(draws)
-        assert arm.expected_loss == pytest.approx(regret[:, k].mean(), abs=5 * loss_se + 1e-6)
+        # A regret event rarer than 1 in `draws` is often never drawn, so the sample's spread
+        # misses it; with regret at most 1 it can hide up to ~3/draws of loss (rule of three).
+        # The fine-grid test above checks tiny losses precisely instead.
+        unseen = 3 / draws
+        assert arm.expected_loss == pytest.approx(regret[:, k].mean(), abs=5 * loss_se + unseen)
     assert result.arm(result.leader).expected_loss == min(arm.expected_loss for arm in result.arms)
 
 
