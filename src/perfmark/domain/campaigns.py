@@ -209,7 +209,10 @@ class TargetingRule:
 
     def matches(self, visitor: Visitor) -> bool:
         """Whether this visitor passes the rule."""
-        actual = visitor.get(self.field)
+        return self.admits(visitor.get(self.field))
+
+    def admits(self, actual: str | None) -> bool:
+        """Whether a visitor whose value for the rule's field is `actual` passes the rule."""
         hit = actual is not None and _normalize(self.field, actual) in self.values
         return not hit if self.exclude else hit
 

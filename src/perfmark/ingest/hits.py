@@ -35,8 +35,8 @@ class Hit:
     """One tracking request: method, query parameters, and the headers tracking reads."""
 
     method: str = "GET"
+    #: Query parameters: the last value of each name, in the order names were first sent.
     params: dict[str, str] = field(default_factory=dict)
-    ordered_params: list[tuple[str, str]] = field(default_factory=list)
     user_agent: str | None = None
     referrer: str | None = None
     accept_language: str | None = None

@@ -10,9 +10,18 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
-__all__ = ["MACRO", "append_params", "fill_macros", "same_origin", "to_uri"]
+__all__ = [
+    "MACRO",
+    "LandingTemplate",
+    "append_params",
+    "compile_landing",
+    "fill_macros",
+    "same_origin",
+    "to_uri",
+]
 
 MACRO = re.compile(r"\{([a-z0-9_]+)\}")
 #: Characters that keep their meaning in a URI; everything else non-ASCII gets %-encoded.
@@ -60,7 +69,12 @@ def _urlencode(pairs: list[tuple[str, str]]) -> str:
     texts = [text for pair in pairs for text in pair]
     if set(map(type, texts)) != {str}:
         return urlencode(pairs)
-    if _UNRESERVED.fullmatch("".join(texts)):  # the usual case: one check for all of them
+    return _encode_str_pairs(pairs)
+
+
+def _encode_str_pairs(pairs: list[tuple[str, str]]) -> str:
+    """urlencode(pairs) of pairs of str."""
+    if _UNRESERVED.fullmatch("".join(["".join(pair) for pair in pairs])):  # the usual case
         return "&".join(map("=".join, pairs))
     return "&".join([f"{_quote_plus(name)}={_quote_plus(value)}" for name, value in pairs])
 
@@ -88,6 +102,70 @@ def append_params(url: str, params: list[tuple[str, str]]) -> str:
         return url
     separator = "&" if query else ("" if base.endswith("?") else "?")
     return f"{base}{separator}{_urlencode(extra)}{hash_mark}{fragment}"
+
+
+@dataclass(frozen=True, slots=True)
+class LandingTemplate:
+    """A configured landing URL prepared once, so a click fills it without parsing URLs.
+
+    `fill(values, params)` gives exactly `to_uri(append_params(fill_macros(url, values),
+    params))`, and the result keeps the configured origin by construction: the scheme and
+    host lie in the text before the first macro, macro values are %-encoded with no safe
+    characters (they cannot add a parameter, a fragment or a host), and parameters go after
+    the query. Only templates for which this holds are prepared (see `compile_landing`).
+    """
+
+    #: Text, macro name, text, ..., text.
+    parts: tuple[str, ...]
+    #: The names of the parameters already in the template's query (appended ones skip them).
+    present: frozenset[str]
+    #: What goes before the first appended parameter: "&", "?" or "" (after a bare "?").
+    separator: str
+
+    def fill(self, values: Mapping[str, str | None], params: list[tuple[str, str]]) -> str:
+        """The landing URL with macros filled and `params` (pairs of str) appended."""
+        parts = self.parts
+        if len(parts) == 1:
+            url = parts[0]
+        else:
+            filled = [parts[0]]
+            for index in range(1, len(parts), 2):
+                value = values.get(parts[index])
+                filled.append(_quote(value) if value else "")
+                filled.append(parts[index + 1])
+            url = "".join(filled)
+        present = self.present
+        extra = [pair for pair in params if pair[0] not in present] if present else params
+        if not extra:
+            return url
+        return f"{url}{self.separator}{_encode_str_pairs(extra)}"
+
+
+@functools.lru_cache(maxsize=_TEMPLATE_CACHE_SIZE)
+def compile_landing(template: str) -> LandingTemplate | None:
+    """`template` prepared for `LandingTemplate.fill`; None when it needs the general path.
+
+    The general path (fill_macros, append_params, to_uri, same_origin) stays for URLs with
+    non-ASCII text, a fragment, characters urlsplit() treats specially, a macro before the
+    end of the host or inside a parameter name.
+    """
+    if not template.isascii() or "#" in template or _split_sensitive(template):
+        return None
+    parts = _template_parts(template)
+    prefix = _origin_prefix(template)
+    if not prefix or not template[:1].isalpha():
+        return None
+    head = parts[0]
+    if len(parts) > 1 and not (
+        head.startswith(prefix) and head[len(prefix) : len(prefix) + 1] in _HOST_ENDS[1:]
+    ):
+        return None  # a macro right after the host could extend it
+    query = template.partition("?")[2]
+    names = [pair.split("=", 1)[0] for pair in query.split("&") if pair] if query else []
+    if any("{" in name for name in names):
+        return None  # a macro in a parameter name: which names are present varies
+    separator = "&" if query else ("" if template.endswith("?") else "?")
+    return LandingTemplate(parts, frozenset(names), separator)
 
 
 def to_uri(url: str) -> str:

@@ -54,13 +54,18 @@ _NOT_FOUND_PAGE = (
     b"<h1>This link is not available</h1><p>The offer behind it is unknown or no longer running.</p>"
 )
 _CORS = [(b"access-control-allow-origin", b"*")]
-#: The headers every answered click starts with (then its cookies and its location).
+_EMPTY_BODY = {"type": "http.response.body", "body": b""}
+#: The headers every redirected click starts with (then its cookies and its location). A
+#: 302 is never cached without explicit freshness, so `no-store` alone keeps proxies from it;
+#: the HTTP/1.0 pragma and expires headers and a content type for the empty body are left
+#: out: uvicorn checks every header of every response (measured ~0.7 us each).
 _CLICK_HEADERS = (
-    (b"content-type", b"text/plain"),
     (b"content-length", b"0"),
-    *_NO_CACHE,
+    (b"cache-control", b"no-store"),
     (b"referrer-policy", b"no-referrer-when-downgrade"),
 )
+#: The same for a click answered with a page (unknown link, nowhere to send it).
+_NOT_FOUND_HEADERS = (*_NO_CACHE, (b"referrer-policy", b"no-referrer-when-downgrade"))
 _INTERNAL_ERROR_MESSAGE = "something went wrong on our side; it has been logged"
 _SEGMENT_PATHS = {
     "/v1/track": "track",
@@ -148,10 +153,10 @@ class TrackingLayer:
         if query:
             pairs = _query_pairs(query)
             limit = self.settings.max_param_chars
-            for name, value in pairs:
-                if len(value) > limit or len(name) > limit:
-                    raise ParameterTooLong(name, max(len(value), len(name)), limit)
-            hit.ordered_params = pairs
+            if len(query) > limit:  # decoding only shortens: a short query has no long part
+                for name, value in pairs:
+                    if len(value) > limit or len(name) > limit:
+                        raise ParameterTooLong(name, max(len(value), len(name)), limit)
             hit.params = dict(pairs)
         for name, value in scope["headers"]:
             attribute = _HEADERS_READ.get(name)
@@ -172,7 +177,8 @@ class TrackingLayer:
             await _json_error(send, 405, "method_not_allowed", "tracking links answer GET and HEAD")
             return
         outcome = self.clicks.click(slug, self._hit(scope))
-        headers = list(_CLICK_HEADERS)
+        location = outcome.location if outcome.status == 302 else None
+        headers = list(_CLICK_HEADERS if location else _NOT_FOUND_HEADERS)
         if outcome.new_visitor and outcome.visitor_id:
             headers.append(self._cookie(VISITOR_COOKIE, outcome.visitor_id))
         # Only a counted click may replace the click cookie (a not-targeted one would
@@ -184,12 +190,11 @@ class TrackingLayer:
             and not self.settings.cookieless
         ):
             headers.append(self._cookie(CLICK_COOKIE, outcome.click_id))
-        if outcome.status == 302 and outcome.location:
-            headers.append((b"location", outcome.location.encode("latin-1", "strict")))
+        if location:
+            headers.append((b"location", location.encode("latin-1", "strict")))
             await send({"type": "http.response.start", "status": 302, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
+            await send(_EMPTY_BODY)
         else:
-            del headers[:2]  # _respond puts its own content type and length first
             await _respond(send, 404, _NOT_FOUND_PAGE, b"text/html; charset=utf-8", headers)
 
     def _cookie(self, name: str, value: str) -> tuple[bytes, bytes]:

@@ -74,8 +74,7 @@ class Rig:
 
     def click(self, index: int = CPC, **params: str) -> ClickOutcome:
         """One click on the demo link of campaign `index`."""
-        hit = Hit(params=params, ordered_params=list(params.items()), country="US",
-                  user_agent=DESKTOP)  # fmt: skip
+        hit = Hit(params=params, country="US", user_agent=DESKTOP)
         return self.tracker().click(self.demo.links[index].spec.slug, hit)
 
     def clicks(self, index: int, count: int) -> list[str]:
@@ -113,7 +112,7 @@ class Rig:
             self.container.settings, lambda: config, self.wal, self.clock, self.count
         )
         pairs = parse_qsl(query)
-        return tracker.postback(Hit(params=dict(pairs), ordered_params=pairs), query, b"", {})
+        return tracker.postback(Hit(params=dict(pairs)), query, b"", {})
 
     def convert(self, index: int = CPA, **params: str) -> str:
         """A click on campaign `index` and a conversion postback for it."""

@@ -48,7 +48,6 @@ def set_cookies(response: object) -> dict[str, str]:
 def test_redirect_fills_macros_appends_click_id_and_logs_the_click(rig: Rig) -> None:
     hit = Hit(
         params={"sub1": "a&b", "gclid": "G-1"},
-        ordered_params=[("sub1", "a&b"), ("gclid", "G-1")],
         user_agent=DESKTOP, referrer="https://news.example/", accept_language="de-DE,de;q=0.9",
         country="DE", ip="198.51.100.23",
     )  # fmt: skip
@@ -75,7 +74,7 @@ def test_redirect_fills_macros_appends_click_id_and_logs_the_click(rig: Rig) -> 
 def test_only_listed_parameters_pass_through(make_rig: RigFactory) -> None:
     rig = make_rig(snapshot(route(passthrough=frozenset({"sub2", "gclid", "custom"}))))
     pairs = [("sub2", "x"), ("gclid", "g"), ("foo", "no"), ("utm_source", "no"), ("custom", "y")]
-    outcome = rig.clicks().click("abc12345", Hit(params=dict(pairs), ordered_params=pairs))
+    outcome = rig.clicks().click("abc12345", Hit(params=dict(pairs)))
     assert outcome.location is not None
     names = [n for n, _ in parse_qsl(urlsplit(outcome.location).query, keep_blank_values=True)]
     assert names == ["c", "s1", "sub2", "gclid", "custom", "pm_clid"]
@@ -85,7 +84,7 @@ def test_fixed_link_values_win_over_request_parameters(make_rig: RigFactory) -> 
     fixed = {"sub1": "from-link", "utm_source": "newsletter"}
     rig = make_rig(snapshot(route(fixed=fixed)))
     pairs = [("sub1", "from-request"), ("utm_source", "spoofed"), ("sub2", "free")]
-    outcome = rig.clicks().click("abc12345", Hit(params=dict(pairs), ordered_params=pairs))
+    outcome = rig.clicks().click("abc12345", Hit(params=dict(pairs)))
     assert outcome.location is not None
     found = query(outcome.location)
     assert found["s1"] == ["from-link"] and found["sub1"] == ["from-link"]
@@ -104,7 +103,7 @@ def test_fixed_link_values_win_over_request_parameters(make_rig: RigFactory) -> 
 
 def test_a_repeated_parameter_is_passed_on_once_with_the_recorded_value(rig: Rig) -> None:
     pairs = [("sub2", "first"), ("gclid", "g"), ("sub2", "second")]
-    outcome = rig.clicks().click("abc12345", Hit(params=dict(pairs), ordered_params=pairs))
+    outcome = rig.clicks().click("abc12345", Hit(params=dict(pairs)))
     assert outcome.location is not None
     found = query(outcome.location)
     assert found["sub2"] == ["second"] and found["gclid"] == ["g"]
@@ -114,7 +113,7 @@ def test_a_repeated_parameter_is_passed_on_once_with_the_recorded_value(rig: Rig
 def test_click_id_parameter_name_is_a_setting_and_cannot_be_forged(make_rig: RigFactory) -> None:
     rig = make_rig(snapshot(route(passthrough=frozenset({"xid", "sub1"}))), click_id_param="xid")
     pairs = [("xid", "forged"), ("sub1", "s")]
-    outcome = rig.clicks().click("abc12345", Hit(params=dict(pairs), ordered_params=pairs))
+    outcome = rig.clicks().click("abc12345", Hit(params=dict(pairs)))
     assert outcome.location is not None
     found = query(outcome.location)
     assert found["xid"] == [outcome.click_id] and "pm_clid" not in found
@@ -146,7 +145,7 @@ def test_no_parameter_moves_the_redirect_off_the_configured_host(
     rig: Rig, sub1: str, gclid: str, clid: str, utm: str
 ) -> None:
     pairs = [("sub1", sub1), ("gclid", gclid), ("pm_clid", clid), ("utm_source", utm)]
-    outcome = rig.clicks().click("abc12345", Hit(params=dict(pairs), ordered_params=pairs))
+    outcome = rig.clicks().click("abc12345", Hit(params=dict(pairs)))
     assert outcome.status == 302 and outcome.location is not None
     parts = urlsplit(outcome.location)
     assert (parts.scheme, parts.netloc, parts.path) == ("https", "lp.example.com", "/offer")

@@ -5,10 +5,16 @@ from __future__ import annotations
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from perfmark.ingest.macros import append_params, fill_macros, same_origin, to_uri
+from perfmark.ingest.macros import (
+    append_params,
+    compile_landing,
+    fill_macros,
+    same_origin,
+    to_uri,
+)
 
 TEMPLATE = "https://lp.example.com/offer/{sub2}/end?c={click_id}&s1={sub1}&fixed=1#top"
 REDIRECT_ATTEMPTS = [
@@ -118,3 +124,52 @@ def test_same_origin_refuses_another_host_scheme_or_port() -> None:
 def test_to_uri_makes_header_safe_ascii(url: str, expected: str) -> None:
     assert to_uri(url) == expected
     assert same_origin(url, expected)
+
+
+# --- prepared landing templates (the click hot path) ------------------------------------------
+
+_TEMPLATE_PIECES = st.sampled_from(
+    ["https://lp.example.com", "http://127.0.0.1:8080", "https://lp.example.com/", "/offer",
+     "/{sub2}", "?", "?c={click_id}", "&s1={sub1}", "&fixed=1", "&{sub1}=x", "{sub1}", "#top",
+     "#{sub3}", "ü", "[", "&", "=", "/p/{landing_page}", "?q", "&a=b&a=c"]
+)  # fmt: skip
+_VALUES = st.one_of(st.just(""), st.text(max_size=12), st.sampled_from(AWKWARD + REDIRECT_ATTEMPTS))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    pieces=st.lists(_TEMPLATE_PIECES, min_size=1, max_size=6),
+    values=st.dictionaries(st.sampled_from(["sub1", "sub2", "sub3", "click_id"]), _VALUES),
+    params=st.lists(
+        st.tuples(st.sampled_from(["sub1", "fixed", "q", "a", "c", "pm_clid", "ü"]), _VALUES),
+        max_size=4,
+    ),
+)
+def test_a_prepared_template_fills_exactly_like_the_general_path(
+    pieces: list[str], values: dict[str, str], params: list[tuple[str, str]]
+) -> None:
+    template = ("https://lp.example.com" if pieces[0][:1] in "/?&#{" else "") + "".join(pieces)
+    prepared = compile_landing(template)
+    try:
+        general = to_uri(append_params(fill_macros(template, values), params))
+    except ValueError:  # not a URL the domain would accept ("https://host[", ...)
+        assert prepared is None
+        return
+    event("prepared" if prepared is not None else "general path")
+    if prepared is not None:
+        assert prepared.fill(values, params) == general
+        assert same_origin(template, general)
+
+
+def test_templates_the_fast_path_cannot_prove_safe_take_the_general_path() -> None:
+    assert compile_landing("https://lp.example.com/a?x={sub1}&y=2") is not None
+    assert compile_landing("https://lp.example.com") is not None
+    for template in (
+        "https://lp.example.com/a#top",  # a fragment: parameters go before it
+        "https://bücher.example/zelte",  # not ASCII: IDNA and %-encoding first
+        "https://lp.example.com{sub1}/",  # a macro that could extend the host
+        "https://lp.example.com/?{sub1}=1",  # a macro naming a parameter
+        "https://lp.example.com/[x]",  # urlsplit() reads brackets specially
+        "lp.example.com/path",  # no scheme
+    ):
+        assert compile_landing(template) is None, template
