@@ -88,7 +88,7 @@ def fill_log(container: Container, args: argparse.Namespace) -> Filled:
     for number in range(args.clicks):
         params = {"sub1": f"s{number % 50}", "gclid": f"G-{number}"}
         hit = Hit(
-            params=params, ordered_params=list(params.items()), user_agent=USER_AGENT,
+            params=params, user_agent=USER_AGENT,
             country=rng.choice(("US", "CA", "DE")), accept_language="en-US,en;q=0.9",
             ip=f"198.51.{number % 250}.{number % 200}",
         )  # fmt: skip

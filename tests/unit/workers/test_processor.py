@@ -79,7 +79,7 @@ class Pipe:
         hit.setdefault("country", "US")
         hit.setdefault("user_agent", DESKTOP)
         params = {name: hit.pop(name) for name in list(hit) if name.startswith("sub")}
-        hit.update(params=params, ordered_params=list(params.items()))
+        hit.update(params=params)
         tracker = ClickTracker(
             self.container.settings, "k", lambda: self.config, self.wal, self.clock, self.count
         )
@@ -111,7 +111,7 @@ class Pipe:
             self.container.settings, lambda: self.config, self.wal, self.clock, self.count
         )
         pairs = parse_qsl(query)
-        return tracker.postback(Hit(params=dict(pairs), ordered_params=pairs), query, b"", {})
+        return tracker.postback(Hit(params=dict(pairs)), query, b"", {})
 
     def segment(self, *messages: dict[str, Any], workspace: DemoWorkspace | None = None) -> None:
         ws = (workspace or self.demo).workspace_id
