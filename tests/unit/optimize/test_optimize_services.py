@@ -105,6 +105,10 @@ def test_experiment_json_round_trip_and_defaults() -> None:
                                         min_share=0.1, start="2026-01-02"))  # fmt: skip
     assert parse_experiment(experiment_to_data(spec)) == spec
     assert spec.stopping.min_visitors_per_arm == 1000 and spec.credible_level == 0.95
+    assert spec.sharpness == 1.0 and spec.floor_evidence is None  # plain Thompson, fixed floor
+    tuned = parse_experiment(_experiment(allocation=True, sharpness=2, floor_evidence=50))
+    assert (tuned.sharpness, tuned.floor_evidence) == (2.0, 50)
+    assert parse_experiment(experiment_to_data(tuned)) == tuned
 
 
 @pytest.mark.parametrize(
@@ -122,6 +126,10 @@ def test_experiment_json_round_trip_and_defaults() -> None:
         (_experiment(min_visitors_per_arm=10, max_visitors_per_arm=5), "max_visitors_per_arm"),
         (_experiment(credible_level=1.5), "credible_level"),
         (_experiment(allocation="yes"), "allocation"),
+        (_experiment(sharpness=0.5), "sharpness"),
+        (_experiment(sharpness=9), "sharpness"),
+        (_experiment(floor_evidence=0), "floor_evidence"),
+        (_experiment(floor_evidence=2.5), "floor_evidence"),
         (_experiment(name=""), "name"),
     ],
 )  # fmt: skip

@@ -328,7 +328,12 @@ def allocate_experiment(
         return result
     try:
         weights = thompson_weights(
-            live, rng or np.random.default_rng(), metric=spec.metric, min_share=spec.min_share
+            live,
+            rng or np.random.default_rng(),
+            metric=spec.metric,
+            min_share=spec.min_share,
+            sharpness=spec.sharpness,
+            floor_evidence=spec.floor_evidence,
         )
     except ValidationError as exc:  # e.g. value per visitor before any conversion
         result = AllocationResult(
@@ -348,7 +353,7 @@ def allocate_experiment(
     shares = ", ".join(
         f"{n} {w}" for n, w in zip(weights.names, weights.integer_weights, strict=True)
     )
-    reason = f"P(best) by Thompson draws -> weights {shares} (min share {spec.min_share:g})"
+    reason = f"P(best) by Thompson draws -> weights {shares} (min share {weights.min_share:g})"
     applied = not dry_run and after != before
     if applied:
         weighted = [{**item_json(item), "weight": after[item.key]} for item in items]

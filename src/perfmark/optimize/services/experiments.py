@@ -19,7 +19,7 @@ from perfmark.domain.rules import check_name
 from perfmark.errors import NotFoundError, PerfmarkError, ValidationError
 from perfmark.ids import new_id
 from perfmark.optimize import store
-from perfmark.optimize.domain.bandit import DEFAULT_MIN_SHARE
+from perfmark.optimize.domain.bandit import DEFAULT_MIN_SHARE, DEFAULT_SHARPNESS
 from perfmark.optimize.domain.experiments import (
     DEFAULT_CREDIBLE_LEVEL,
     MIN_ARMS,
@@ -55,6 +55,8 @@ DEFAULT_ALLOCATION_INTERVAL_MINUTES = 60
 EARLIEST_DAY = date(2000, 1, 1)
 LATEST_DAY = date(2999, 12, 31)
 _MAX_INTERVAL_MINUTES = 7 * 24 * 60
+#: Beyond this the bandit is all but greedy: P(best) of 0.9 against 0.1 gives 1 to 0 weights.
+_MAX_SHARPNESS = 8.0
 _MAX_ARMS = 50
 
 
@@ -92,6 +94,8 @@ class ExperimentSpec:
     min_share: float = DEFAULT_MIN_SHARE
     allocation_interval_minutes: int = DEFAULT_ALLOCATION_INTERVAL_MINUTES
     status: ExperimentStatus = ExperimentStatus.RUNNING
+    sharpness: float = DEFAULT_SHARPNESS  #: P(best) ** sharpness before the floor (1: plain)
+    floor_evidence: int | None = None  #: conversions after which min_share shrinks (None: fixed)
 
 
 @dataclass(frozen=True)
@@ -232,6 +236,14 @@ def parse_experiment(data: Mapping[str, Any]) -> ExperimentSpec:
             f"{1 / len(arms):.4f}",
             field="min_share",
         )
+    sharpness = _number("sharpness", data.get("sharpness"), DEFAULT_SHARPNESS)
+    if not 1 <= sharpness <= _MAX_SHARPNESS:
+        raise ValidationError(
+            f"sharpness is {sharpness}; give a number from 1 (plain Thompson sampling) to "
+            f"{_MAX_SHARPNESS:g}",
+            field="sharpness",
+        )
+    floor_evidence = _whole("floor_evidence", data.get("floor_evidence"), None, 1, 10**12)
     start, end = _day("start", data.get("start")), _day("end", data.get("end"))
     if start and end and end < start:
         raise ValidationError(f"end {end} is before start {start}", field="end")
@@ -263,6 +275,8 @@ def parse_experiment(data: Mapping[str, Any]) -> ExperimentSpec:
         min_share=min_share,
         allocation_interval_minutes=interval or DEFAULT_ALLOCATION_INTERVAL_MINUTES,
         status=_enum(ExperimentStatus, "status", data.get("status", "running")),
+        sharpness=sharpness,
+        floor_evidence=floor_evidence,
     )
 
 
@@ -288,6 +302,8 @@ def experiment_to_data(spec: ExperimentSpec) -> dict[str, Any]:
         "min_share": spec.min_share,
         "allocation_interval_minutes": spec.allocation_interval_minutes,
         "status": spec.status.value,
+        "sharpness": spec.sharpness,
+        "floor_evidence": spec.floor_evidence,
     }
 
 
