@@ -9,8 +9,12 @@ aggregated paths, solved here a second, independent way (dense numpy solves); he
 exact by definition and compared credit by credit.
 
 Prints, never asserts. Default sizes finish in a few minutes on 2 cores; add 10M with
-`--sizes 100000,1000000,10000000`. Each timed step runs once; `--repeat 3` keeps the fastest
-of three runs for every tool alike, which steadies the ratios on a busy machine.
+`--sizes 100000,1000000,10000000`. A timed step is one tool's whole run from the DataFrame
+(perfmark: parse and models; marketing-attribution-models: its preparation and models;
+nothing is kept between runs). Each step runs once; `--repeat 3` keeps the fastest of three
+runs for every tool alike (after one untimed run), which steadies the ratios on a busy
+machine. `--stages` adds
+perfmark's parse and per-model times.
 
     .venv/bin/python bench/attribution.py
     .venv/bin/python bench/attribution.py --sizes 10000000 --long-paths 0
@@ -33,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 
 from perfmark.attribution.domain import (
+    AttributionResult,
     PathTable,
     first_touch,
     last_touch,
@@ -217,9 +222,16 @@ def _max_abs(tool: dict[str, float], exact: dict[str, float]) -> float:
 
 
 def timed(action: Callable[[], T], repeat: int = 1) -> tuple[T, float]:
-    """Run `action` `repeat` times; its last result and its fastest wall time."""
+    """Run `action` `repeat` times; its last result and its fastest wall time.
+
+    With `repeat` > 1 an untimed run comes first: the first run after another tool pays for
+    the state that tool left (its allocator's heap, its thread pool), which here made
+    perfmark's 1M-journey runs after marketing-attribution-models' up to 2.5x slower.
+    """
     fastest = math.inf
     with contextlib.redirect_stdout(io.StringIO()):
+        if repeat > 1:
+            action()
         for _ in range(repeat):
             started = time.perf_counter()
             result = action()
@@ -238,7 +250,15 @@ def section(title: str) -> Iterator[None]:
 
 
 def perfmark_parse(frame: pd.DataFrame) -> PathTable:
-    return paths_from_arrow(pa.Table.from_pandas(frame, preserve_index=False))
+    # Column by column: pandas 3 keeps the path strings in Arrow, so they convert without a
+    # copy (`Table.from_pandas` adds about half a millisecond of metadata work).
+    return paths_from_arrow(pa.table({name: frame[name].array for name in frame.columns}))
+
+
+def perfmark_heuristics(frame: pd.DataFrame) -> tuple[AttributionResult, ...]:
+    """First touch, last touch and linear from the DataFrame: parse included, nothing kept."""
+    table = perfmark_parse(frame)
+    return first_touch(table), last_touch(table), linear(table)
 
 
 def load_channel_attribution() -> Any:
@@ -301,10 +321,18 @@ def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any,
         table, parse_s = best(lambda: perfmark_parse(frame))
         rows: list[tuple[str, float, str]] = []
         print(f"perfmark parse (path strings -> arrays): {parse_s:.3f} s")
+        if args.stages:
+            for name, model in (
+                ("first_touch", first_touch),
+                ("last_touch", last_touch),
+                ("linear", linear),
+            ):
+                _, model_s = best(lambda model=model: model(table))
+                print(f"perfmark {name} on the parsed table: {model_s:.4f} s")
 
         # Heuristics: perfmark's first, last, linear versus ChannelAttribution's heuristic_models.
-        heuristics, heur_s = best(lambda: (first_touch(table), last_touch(table), linear(table)))
-        pm_heur = parse_s + heur_s
+        # Timed as one step (parse and the three models each run), like every perfmark figure.
+        heuristics, pm_heur = best(lambda: perfmark_heuristics(frame))
         rows.append(("perfmark heuristics (parse + first/last/linear)", pm_heur, ""))
         exact_heur = {r.model: r.conversions_by_channel() for r in heuristics}
         exact_heur_value = {r.model: r.value_by_channel() for r in heuristics}
@@ -343,8 +371,7 @@ def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any,
         # Markov: perfmark exact versus ChannelAttribution's simulation at its defaults.
         first_order_s = math.nan
         for order in args.orders:
-            result, markov_s = best(lambda order=order: markov_model(table, order))
-            pm_markov = parse_s + markov_s
+            result, pm_markov = best(lambda order=order: markov_model(perfmark_parse(frame), order))
             if order == 1:
                 first_order_s = pm_markov
             exact = result.conversions_by_channel()
@@ -387,15 +414,14 @@ def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any,
                 )
 
         if args.shapley:
-            _, shap_s = best(lambda: shapley_model(table))
-            rows.append(
-                (f"perfmark shapley (exact, {table.n_channels} channels)", parse_s + shap_s, "")
-            )
+            _, shap_s = best(lambda: shapley_model(perfmark_parse(frame)))
+            rows.append((f"perfmark shapley (exact, {table.n_channels} channels)", shap_s, ""))
 
         if mam is not None and journeys <= args.mam_max_journeys:
             mam_input = mam_frame(frame)
-            model, prep_s = best(
-                lambda: mam.MAM(
+
+            def mam_model() -> Any:
+                return mam.MAM(
                     mam_input,
                     format_type="grouped_journey",
                     channels_colname="path",
@@ -403,32 +429,31 @@ def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any,
                     occurrences_colname="occurrences",
                     path_separator=" > ",
                 )
-            )
-            totals = prep_s
+
+            def mam_heuristics() -> tuple[Any, Any, Any]:
+                model = mam_model()
+                return model.run_first_click(), model.run_last_click(), model.run_linear()
+
+            # Timed as one step (its preparation and the three models each run), like perfmark.
+            mam_outs, mam_heur_s = best(mam_heuristics)
             diff = 0.0
-            for ours, run in (
-                ("first_touch", model.run_first_click),
-                ("last_touch", model.run_last_click),
-                ("linear", model.run_linear),
-            ):
-                out, run_s = best(run)
-                totals += run_s
+            for ours, out in zip(("first_touch", "last_touch", "linear"), mam_outs, strict=True):
                 diff = max(diff, _max_abs(mam_credits(out), exact_heur[ours]))
             rows.append(
                 (
                     "marketing-attribution-models heuristics (prep + first/last/linear)",
-                    totals,
-                    f"ratio {fmt_ratio(totals, pm_heur)}; max |credit diff| {diff:.2e}",
+                    mam_heur_s,
+                    f"ratio {fmt_ratio(mam_heur_s, pm_heur)}; max |credit diff| {diff:.2e}",
                 )
             )
-            mam_markov, mam_markov_s = best(model.run_markov)
+            mam_markov, mam_markov_s = best(lambda: mam_model().run_markov())
             order_one = markov_model(table, 1).conversions_by_channel()
             worst, tv = _share_distance(mam_credits(mam_markov), order_one)
             rows.append(
                 (
                     "marketing-attribution-models markov (prep + run)",
-                    prep_s + mam_markov_s,
-                    f"ratio {fmt_ratio(prep_s + mam_markov_s, first_order_s)} vs perfmark order 1;"
+                    mam_markov_s,
+                    f"ratio {fmt_ratio(mam_markov_s, first_order_s)} vs perfmark order 1;"
                     f" worst channel {worst:.1%}, TV {tv:.2%} (it splits each journey's "
                     "conversion by removal effects: another convention)",
                 )
@@ -461,10 +486,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-shapley", dest="shapley", action="store_false")
     parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also print perfmark's time per heuristic model on a parsed table",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
-        help="runs per timed step, the fastest kept (the same for every tool; smooths a busy box)",
+        help="runs per timed step after an untimed one, the fastest kept (every tool alike)",
     )
     parser.add_argument("--seed", type=int, default=20240501)
     args = parser.parse_args(argv)
@@ -485,7 +515,8 @@ def main(argv: list[str] | None = None) -> None:
     mam = load_mam()
     print(
         f"channels: {args.channels}; orders: {args.orders}; numpy {np.__version__}; "
-        f"fastest of {args.repeat} run(s) per timed step, every tool alike; "
+        f"fastest of {args.repeat} run(s) per timed step (after an untimed one when more than "
+        "one), every tool alike; "
         "times include parsing the path strings"
     )
     chain = make_chain(args.channels, rng, long_paths=False)

@@ -3,8 +3,9 @@
 The format has one row per distinct path: `path` ("a > b > c"), `total_conversions`,
 `total_conversion_value` and `total_null`; column names and the separator are configurable.
 Paths are split by a numpy scan of the UTF-8 bytes (pyarrow's split kernel for separators of
-more than one byte) and channel names dictionary-encoded by pyarrow, so millions of rows never
-become Python strings one by one; large inputs are split in row ranges on parallel threads.
+more than one byte) and the tokens looked up by pyarrow among the distinct tokens of a sample,
+so millions of rows never become Python strings one by one; large inputs are split in row
+ranges on parallel threads.
 As in ChannelAttribution, whitespace around the separator and around channel names is
 ignored ("a>b" and "a > b" are the same path).
 """
@@ -12,8 +13,9 @@ ignored ("a>b" and "a > b" are the same path).
 from __future__ import annotations
 
 import itertools
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,12 +45,25 @@ _OTHER_SEPARATORS = (">", "|", ";", ",", "→", "»", "\t", "/")
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 # Inputs are split on parallel threads in row ranges of at least this many bytes of paths,
-# into at most this many ranges. Below it a part takes tens of milliseconds, and on a busy
-# machine waiting for the slower thread costs more than the split saves.
-_PART_MIN_BYTES = 16 << 20
+# into at most this many ranges. Below it a part takes a few milliseconds, and on a busy
+# machine waiting for the slower thread costs more than the split saves (measured on 2 cores
+# with other jobs running: parts of 1 MB lost, of 3 MB mostly gained, of 10 MB gained).
+_PART_MIN_BYTES = 2 << 20
 _MAX_PARTS = 8
-# Bytes of paths scanned per block when looking for separators (fits in a core's cache).
-_SCAN_BLOCK_BYTES = 1 << 20
+# Bytes of paths scanned per block when looking for separators (bounds the scan's memory;
+# one block, the common case, needs no copy to join the blocks' marks).
+_SCAN_BLOCK_BYTES = 32 << 20
+# Share of marked bytes above which numpy's nonzero takes its branch-free loop (0.1 in numpy
+# 1.x and 2.x), with a margin.
+_DENSE_MARK_SHARE = 0.11
+# Tokens are looked up among the distinct tokens of a sample: this many leading tokens of a
+# part, and runs spread over the rest (below). A part whose leading tokens are more than one
+# in this many distinct is dictionary-encoded whole instead.
+_VOCAB_SAMPLE_TOKENS = 1 << 11
+_VOCAB_SAMPLE_MAX_SHARE = 4
+# The rest of a part is sampled in this many runs of this many consecutive tokens.
+_VOCAB_SAMPLE_RUNS = 16
+_VOCAB_RUN_TOKENS = 128
 
 
 @dataclass(frozen=True)
@@ -196,9 +211,14 @@ def _token_starts(
     path_ends = offsets[1:]
     if (path_ends <= path_starts).any() or (data[path_ends - 1] == separator).any():
         return _token_starts_any(offsets, data, separator)
-    # Scan the bytes in blocks that stay in cache: mark the bytes that follow a separator
-    # and the path starts, and collect the marked positions.
-    block = np.empty(min(_SCAN_BLOCK_BYTES, end - begin), dtype=bool)
+    # Scan the bytes in blocks (a bounded mask): mark the bytes that follow a separator and
+    # the path starts, and collect the marked positions. numpy collects the marks of a mask
+    # with a branch-free loop only when more than a tenth of it is marked; sparser masks
+    # (channel names of ten bytes or more) take a memchr loop that costs about half as much
+    # again here. A tail of marks past the block lifts the share, and is cut off.
+    block_size = min(_SCAN_BLOCK_BYTES, end - begin)
+    most_tail = math.ceil(_DENSE_MARK_SHARE * block_size / (1 - _DENSE_MARK_SHARE)) + 2
+    block = np.empty(block_size + most_tail, dtype=bool)
     bounds = [*range(begin, end, _SCAN_BLOCK_BYTES), end]
     rows = np.searchsorted(path_starts, bounds).tolist()
     pieces: list[NDArray[np.int64]] = []
@@ -210,11 +230,15 @@ def _token_starts(
         else:
             np.equal(data[a - 1 : b - 1], separator, out=marked)
         marked[path_starts[first_row:last_row] - a] = True
-        found = np.flatnonzero(marked)
-        found += a
+        n_marks = int(np.count_nonzero(marked))
+        tail = max(1, math.ceil((_DENSE_MARK_SHARE * (b - a) - n_marks) / (1 - _DENSE_MARK_SHARE)))
+        block[b - a : b - a + tail] = True
+        # The tail's first mark stands for the block's end: kept after the last block only.
+        found = np.flatnonzero(block[: b - a + tail])[: n_marks + (b == end)]
+        if a:
+            found += a
         pieces.append(found)
-    pieces.append(np.array([end], dtype=np.int64))
-    token_offsets = np.concatenate(pieces)
+    token_offsets = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
     # A token that follows a separator byte is a cut inside its path; any other starts one.
     is_first = data[token_offsets[:-1] - 1] != separator
     is_first[0] = True  # the byte before the first path is not part of the input
@@ -263,29 +287,141 @@ def _row_parts(paths: pa.Array) -> list[pa.Array]:
     return [paths.slice(a, b - a) for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def _encode_part(
-    paths: pa.Array, core: str
-) -> tuple[list[str], NDArray[np.int32], NDArray[np.int64]]:
-    """Raw tokens of some paths: distinct tokens (first-seen order), codes, tokens per path."""
+@dataclass(frozen=True)
+class _EncodedPart:
+    """The raw tokens of a row range: the distinct ones, each token's index among them, and
+    tokens per path.
+
+    The first `n_ordered` distinct tokens are in first-seen order and all occur before any of
+    the others, whose order is not kept. `codes` is undefined at the positions `missed`,
+    whose codes are `missed_codes`.
+    """
+
+    raw_names: list[str]
+    n_ordered: int
+    codes: NDArray[np.int32]
+    counts: NDArray[np.int64]
+    missed: NDArray[np.int64]
+    missed_codes: NDArray[np.int32]
+
+    def code_array(self) -> NDArray[np.int32]:
+        """Every token's code (a copy when some were missed)."""
+        if not self.missed.size:
+            return self.codes
+        codes = self.codes.copy()
+        codes[self.missed] = self.missed_codes
+        return codes
+
+
+def _encode_part(paths: pa.Array, core: str) -> _EncodedPart:
+    """Cut some paths into raw tokens and number the distinct tokens."""
     encoded_core = core.encode("utf-8")
     if len(encoded_core) == 1:
         tokens, counts = _raw_tokens_by_bytes(paths, encoded_core[0])
     else:
         tokens, counts = _raw_tokens_by_kernel(paths, core)
-    encoded = pc.dictionary_encode(tokens)
-    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
-    raw_names: list[str] = encoded.dictionary.to_pylist()
-    return raw_names, codes, counts
+    return _token_codes(tokens, counts)
+
+
+def _int32_values(array: pa.Array) -> NDArray[np.int32]:
+    """The values of an int32 array as a zero-copy numpy view (entries under nulls undefined).
+
+    `to_numpy` copies an array that has a validity bitmap even when no entry is null, as
+    `index_in`'s result has.
+    """
+    values: NDArray[np.int32] = np.frombuffer(array.buffers()[1], dtype=np.int32)[
+        array.offset : array.offset + len(array)
+    ]
+    return values
+
+
+def _null_positions(array: pa.Array) -> NDArray[np.int64]:
+    """Positions of the nulls in an array with few of them, from its validity bitmap."""
+    start = array.offset
+    bitmap = np.frombuffer(array.buffers()[0], dtype=np.uint8)
+    # Only bytes of the bitmap with a clear bit are unpacked (LSB first, as Arrow stores it).
+    partial = np.flatnonzero(bitmap != 0xFF)
+    bits = np.unpackbits(bitmap[partial], bitorder="little").reshape(-1, 8)
+    rows, columns = np.nonzero(bits == 0)
+    positions: NDArray[np.int64] = partial[rows].astype(np.int64) * 8 + columns - start
+    inside: NDArray[np.int64] = positions[(positions >= 0) & (positions < len(array))]
+    return inside
+
+
+def _token_codes(tokens: pa.Array, counts: NDArray[np.int64]) -> _EncodedPart:
+    """Number the distinct raw tokens (see `_EncodedPart`).
+
+    A channel set is small, so the distinct tokens of a sample (the leading tokens and tokens
+    spread over the rest) nearly always hold them all, and looking every token up in that set
+    (`index_in`) costs about a third less than building the set while encoding
+    (`dictionary_encode`). The leading sample's tokens come first, in first-seen order; the
+    order of the others (those only in the spread sample, then any the sample missed, encoded
+    on their own) is recovered only when it decides the order of channels (`_split_paths`).
+    Inputs with many distinct tokens are dictionary-encoded directly.
+    """
+    no_positions = np.zeros(0, dtype=np.int64)
+    leading = tokens.slice(0, _VOCAB_SAMPLE_TOKENS)
+    ordered = pc.unique(leading)
+    if len(ordered) * _VOCAB_SAMPLE_MAX_SHARE > len(leading):
+        encoded = pc.dictionary_encode(tokens)
+        names: list[str] = encoded.dictionary.to_pylist()
+        codes = _int32_values(encoded.indices.cast(pa.int32()))
+        return _EncodedPart(
+            names, len(names), codes, counts, no_positions, np.zeros(0, dtype=np.int32)
+        )
+    vocabulary = ordered
+    if len(tokens) > len(leading):
+        # Runs of tokens spread over the rest (slices, so nothing is copied but the runs).
+        starts = np.linspace(len(leading), len(tokens), _VOCAB_SAMPLE_RUNS, endpoint=False)
+        runs = [tokens.slice(int(start), _VOCAB_RUN_TOKENS) for start in starts]
+        # Unique keeps first-seen order, so the leading sample's tokens stay first.
+        vocabulary = pc.unique(pa.concat_arrays([ordered, *runs]))
+    raw_names: list[str] = vocabulary.to_pylist()
+    found = pc.index_in(tokens, value_set=vocabulary)
+    codes = _int32_values(found)
+    if not found.null_count:
+        return _EncodedPart(
+            raw_names, len(ordered), codes, counts, no_positions, np.zeros(0, dtype=np.int32)
+        )
+    missed = _null_positions(found)
+    extra = pc.dictionary_encode(tokens.take(pa.array(missed)))
+    missed_codes = len(raw_names) + _int32_values(extra.indices.cast(pa.int32()))
+    raw_names.extend(extra.dictionary.to_pylist())
+    return _EncodedPart(raw_names, len(ordered), codes, counts, missed, missed_codes)
+
+
+def _first_seen_order(
+    part: _EncodedPart, channels: list[str], earlier: Collection[str]
+) -> list[int]:
+    """A part's raw token codes in an order that gives their `channels` first-seen order.
+
+    Codes past `n_ordered` are put in first-seen order only when one of them brings a channel
+    that neither the `earlier` parts nor the ordered codes have (the order then matters).
+    """
+    ordered = list(range(part.n_ordered))
+    rest = range(part.n_ordered, len(part.raw_names))
+    known = set(earlier).union(channels[: part.n_ordered])
+    if all(channels[code] in known for code in rest):
+        return [*ordered, *rest]
+    codes = part.code_array()
+    later = codes[codes >= part.n_ordered]
+    seen: list[int] = pc.unique(pa.array(later)).to_pylist()
+    return [*ordered, *seen, *sorted(set(rest) - set(seen))]
+
+
+def _clean_channel(raw: str, core: str) -> str:
+    """A raw token without the separator that ends it and surrounding whitespace."""
+    return (raw[: -len(core)] if raw.endswith(core) else raw).strip()
 
 
 def _split_paths(
     paths: pa.Array, name: str, sep: str
 ) -> tuple[tuple[str, ...], NDArray[np.int32], NDArray[np.int64]]:
-    """Split path strings into dictionary-encoded channel indices and row offsets.
+    """Split path strings into channel indices (channels in first-seen order) and row offsets.
 
     Only the distinct raw tokens (a few per channel) are cleaned in Python: the separator
-    that ends a token and surrounding whitespace are stripped after dictionary encoding.
-    Large inputs are cut into consecutive row ranges encoded on parallel threads (numpy and
+    that ends a token and surrounding whitespace are stripped after encoding.
+    Inputs are cut into consecutive row ranges encoded on parallel threads (numpy and
     pyarrow release the GIL); channels keep their first-seen order across the ranges.
     """
     core = _check_separator(sep)
@@ -300,28 +436,31 @@ def _split_paths(
     else:
         with ThreadPoolExecutor(max_workers=len(parts)) as pool:
             encoded = list(pool.map(_encode_part, parts, [core] * len(parts)))
-    counts = np.concatenate([part_counts for _, _, part_counts in encoded])
+    counts = np.concatenate([part.counts for part in encoded])
     offsets = np.zeros(counts.size + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     channels = np.empty(int(offsets[-1]), dtype=np.int32)
     index: dict[str, int] = {}
     first_row = 0
-    for raw_names, codes, part_counts in encoded:
+    for part in encoded:
         first_touch = int(offsets[first_row])
-        remap = np.empty(len(raw_names), dtype=np.int32)
-        for code, raw in enumerate(raw_names):
-            channel = (raw[: -len(core)] if raw.endswith(core) else raw).strip()
-            if not channel:
-                first = first_touch + int(np.argmax(codes == code))
-                row = int(np.searchsorted(offsets, first, side="right")) - 1
-                raise ValidationError(
-                    f"{name} at row {row + 1} is {paths[row].as_py()!r}: it has an empty "
-                    f"channel (a blank path, or a separator {sep!r} with nothing on one side)",
-                    field=name,
-                )
-            remap[code] = index.setdefault(channel, len(index))
-        np.take(remap, codes, out=channels[first_touch : first_touch + codes.size], mode="clip")
-        first_row += part_counts.size
+        cleaned = [_clean_channel(raw, core) for raw in part.raw_names]
+        if not all(cleaned):
+            empty = [code for code, channel in enumerate(cleaned) if not channel]
+            first = first_touch + int(np.flatnonzero(np.isin(part.code_array(), empty))[0])
+            row = int(np.searchsorted(offsets, first, side="right")) - 1
+            raise ValidationError(
+                f"{name} at row {row + 1} is {paths[row].as_py()!r}: it has an empty "
+                f"channel (a blank path, or a separator {sep!r} with nothing on one side)",
+                field=name,
+            )
+        remap = np.zeros(len(cleaned), dtype=np.int32)
+        for code in _first_seen_order(part, cleaned, index):
+            remap[code] = index.setdefault(cleaned[code], len(index))
+        part_channels = channels[first_touch : first_touch + part.codes.size]
+        np.take(remap, part.codes, out=part_channels, mode="clip")
+        part_channels[part.missed] = remap[part.missed_codes]
+        first_row += part.counts.size
     if int(counts.max()) == 1:
         _reject_foreign_separator(paths, name, sep, core)
     return tuple(index), channels, offsets
