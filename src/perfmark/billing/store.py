@@ -62,6 +62,7 @@ __all__ = [
     "all_balances",
     "allocate_statement_number",
     "billed_decisions",
+    "campaign_hold",
     "campaign_holds",
     "charges_of_conversion",
     "delete_hold",
@@ -634,6 +635,16 @@ def campaign_holds(conn: Connection, workspace_id: str | None = None) -> list[di
     if workspace_id is not None:
         query = query.where(billing_holds.c.workspace_id == workspace_id)
     return [dict(row) for row in conn.execute(query.order_by(billing_holds.c.since)).mappings()]
+
+
+def campaign_hold(conn: Connection, campaign_id: str) -> dict[str, Any] | None:
+    """Why billing holds this campaign, or None."""
+    row = (
+        conn.execute(select(billing_holds).where(billing_holds.c.campaign_id == campaign_id))
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
 
 
 def put_hold(

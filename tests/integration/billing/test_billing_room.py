@@ -200,3 +200,40 @@ def test_publisher_templates_are_checked_when_a_publisher_is_saved(api: TestClie
     )
     kept = api.get(url).json()["postback_url_template"]
     assert kept == "https://aff.example/pb?c={click_id}"
+
+
+@BOTH_STORES
+def test_a_refund_that_frees_todays_room_reopens_the_capped_campaign(
+    rig: Rig, api: TestClient
+) -> None:
+    rig.update_campaign(CPA, daily_budget="50")  # two conversions of 25.00 a day
+    for txid in ("C-1", "C-2", "C-3"):
+        rig.convert(CPA, value="80", txid=txid)
+    rig.process()
+    assert rig.campaign_status(CPA) == "capped"
+    # Refunding one of today's conversions gives today's room back: clicks count again now,
+    # not only at the next day's billing check.
+    rig.clock.advance(seconds=1)
+    assert api.post(f"/api/conversions/{ids(rig)['C-1']}/refund").status_code == 200
+    assert rig.campaign_status(CPA) == "active"
+    assert rig.click(CPA).location != "https://www.northwind.example/"  # not the fallback
+    rig.convert(CPA, value="80", txid="C-4")
+    rig.process()
+    assert statuses(rig)["C-4"] == "pending"
+    assert rig.campaign_status(CPA) == "capped"  # full again
+    # A new day reopens it and it fills up; refunding yesterday's conversion frees yesterday.
+    rig.clock.advance(days=1)
+    assert run_billing_checks(rig.container).released_campaigns == (rig.campaign_id(CPA),)
+    for txid in ("D-1", "D-2"):
+        rig.convert(CPA, value="80", txid=txid)
+    rig.process()
+    assert rig.campaign_status(CPA) == "capped"
+    rig.clock.advance(seconds=1)
+    assert api.post(f"/api/conversions/{ids(rig)['C-2']}/refund").status_code == 200
+    assert rig.campaign_status(CPA) == "capped"
+    # Today's refund does reopen it, once; a second refund of it changes nothing.
+    assert api.post(f"/api/conversions/{ids(rig)['D-1']}/refund").status_code == 200
+    assert rig.campaign_status(CPA) == "active"
+    rig.update_campaign(CPA, status="paused")  # a person's change ...
+    assert api.post(f"/api/conversions/{ids(rig)['D-1']}/refund").status_code == 200
+    assert rig.campaign_status(CPA) == "paused"  # ... is never undone by billing

@@ -28,7 +28,11 @@ from perfmark.billing.domain.budgets import Spend, period_bucket
 from perfmark.billing.domain.ledger import AccountKind, Transaction, build_charge
 from perfmark.billing.domain.minor_units import round_to_minor
 from perfmark.billing.services.context import BillingConfig, CampaignBilling
-from perfmark.billing.services.holds import hold_after_charge, hold_after_refusal
+from perfmark.billing.services.holds import (
+    hold_after_charge,
+    hold_after_refusal,
+    reopen_after_release,
+)
 from perfmark.billing.services.notices import Notice, Topic, queue_notices
 from perfmark.billing.services.posting import (
     ChargeOutcome,
@@ -195,7 +199,8 @@ def apply_conversion_change(
     if target in _REVERSING_STATUSES:
         reversal = reverse_charge(conn, conv.workspace_id, state, now, reason=target)
         if reversal is not None and state.charge is not None:
-            release_reservation(conn, ctx, conv.data.get(RESERVED_KEY), state.charge, now)
+            freed = release_reservation(conn, ctx, conv.data.get(RESERVED_KEY), state.charge, now)
+            reopen_after_release(conn, ctx, freed, now)
             queue_notices(conn, config, conv, Notice(Topic.REVERSED, target, reversal.txn_id,
                                                      payout, cost), now)  # fmt: skip
         return reversal

@@ -8,6 +8,7 @@ so the trackers send the campaign's clicks to its fallback URL within about a se
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -36,6 +37,7 @@ __all__ = [
     "hold_after_charge",
     "hold_after_refusal",
     "release_holds",
+    "reopen_after_release",
     "set_campaign_status",
 ]
 
@@ -165,6 +167,39 @@ def hold_after_charge(conn: Connection, ctx: CampaignBilling, at: datetime, now:
         funds = ctx.advertiser.funds(balance)
         if funds is not None and should_pause(funds):
             _pause_advertiser(conn, ctx.workspace_id, ctx.advertiser.advertiser_id, now)
+
+
+def reopen_after_release(
+    conn: Connection, ctx: CampaignBilling, released: Sequence[CounterKey], now: datetime
+) -> bool:
+    """Set a capped campaign active again when a reversal gave its capping limit room back.
+
+    Only when billing capped it for one of the released limits, the room came back in the
+    limit's current period (a refund of an earlier day's conversion frees that day, not
+    today), and no campaign-wide limit is used up now. True when the campaign was reopened.
+    """
+    hold = store.campaign_hold(conn, ctx.campaign_id)
+    if hold is None or hold["status"] != CampaignStatus.CAPPED.value:
+        return False
+    limit_id = hold["reason"]
+    limit = ctx.limit_table.get(limit_id)
+    if limit is None:
+        return False
+    current = period_bucket(limit[0], now, ctx.limits.zone, ctx.limits.week_start)
+    if not any(key.limit_id == limit_id and key.bucket == current for key in released):
+        return False
+    if exhausted_limit(conn, ctx, now) is not None:
+        return False
+    moved = set_campaign_status(
+        conn,
+        ctx.workspace_id,
+        ctx.campaign_id,
+        CampaignStatus.ACTIVE,
+        expected=CampaignStatus.CAPPED,
+        now=now,
+    )
+    store.delete_hold(conn, ctx.campaign_id)  # reopened, or a person moved it meanwhile
+    return moved
 
 
 def release_holds(conn: Connection, now: datetime, workspace_id: str | None = None) -> list[str]:
