@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -89,21 +89,8 @@ def _rule(row: RowMapping) -> RuleRow:
 
 
 def insert_rule_row(conn: Connection, row: RuleRow) -> None:
-    """Store a new rule."""
-    conn.execute(
-        insert(optimize_rules).values(
-            id=row.id,
-            workspace_id=row.workspace_id,
-            name=row.name,
-            data=row.data,
-            enabled=row.enabled,
-            next_run_at=row.next_run_at,
-            last_run_at=row.last_run_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            archived_at=row.archived_at,
-        )
-    )
+    """Store a new rule (the row's fields are the table's columns)."""
+    conn.execute(insert(optimize_rules).values(**asdict(row)))
 
 
 def get_rule_row(conn: Connection, workspace_id: str, rule_id: str) -> RuleRow | None:
@@ -320,21 +307,8 @@ def _experiment(row: RowMapping) -> ExperimentRow:
 
 
 def insert_experiment_row(conn: Connection, row: ExperimentRow) -> None:
-    """Store a new experiment."""
-    conn.execute(
-        insert(optimize_experiments).values(
-            id=row.id,
-            workspace_id=row.workspace_id,
-            name=row.name,
-            campaign_id=row.campaign_id,
-            status=row.status,
-            data=row.data,
-            next_allocation_at=row.next_allocation_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            archived_at=row.archived_at,
-        )
-    )
+    """Store a new experiment (the row's fields are the table's columns)."""
+    conn.execute(insert(optimize_experiments).values(**asdict(row)))
 
 
 def get_experiment_row(
