@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -31,7 +32,7 @@ __all__ = [
     "Schedule",
     "TargetingField",
     "TargetingRule",
-    "Visitor",
+    "VisitorFacts",
     "check_transition",
     "matches_targeting",
 ]
@@ -178,6 +179,10 @@ class TargetingField(StrEnum):
     HOUR = "hour"  #: hour of day 0-23 in the workspace's time zone
 
 
+#: The facts about one request that targeting can test, as text (None when unknown).
+VisitorFacts = Mapping[TargetingField, str | None]
+
+
 @dataclass(frozen=True)
 class TargetingRule:
     """Traffic must (or must not, when `exclude`) have one of `values` for `field`."""
@@ -207,9 +212,9 @@ class TargetingRule:
         normalized = tuple(_normalize(self.field, str(value)) for value in self.values)
         object.__setattr__(self, "values", normalized)
 
-    def matches(self, visitor: Visitor) -> bool:
-        """Whether this visitor passes the rule."""
-        return self.admits(visitor.get(self.field))
+    def matches(self, facts: VisitorFacts) -> bool:
+        """Whether a visitor with these facts passes the rule."""
+        return self.admits(facts.get(self.field))
 
     def admits(self, actual: str | None) -> bool:
         """Whether a visitor whose value for the rule's field is `actual` passes the rule."""
@@ -233,26 +238,9 @@ def _normalize(field: TargetingField, value: str) -> str:
     return value.strip().lower()
 
 
-@dataclass(frozen=True)
-class Visitor:
-    """The facts about one request that targeting can test."""
-
-    country: str | None = None
-    device: str | None = None
-    os: str | None = None
-    browser: str | None = None
-    language: str | None = None
-    hour: int | None = None
-
-    def get(self, field: TargetingField) -> str | None:
-        """The visitor's value for a targeting field, as text."""
-        value = getattr(self, field.value)
-        return None if value is None else str(value)
-
-
-def matches_targeting(rules: tuple[TargetingRule, ...], visitor: Visitor) -> bool:
+def matches_targeting(rules: tuple[TargetingRule, ...], facts: VisitorFacts) -> bool:
     """A visitor is targeted when every rule passes (no rules: everyone)."""
-    return all(rule.matches(visitor) for rule in rules)
+    return all(rule.matches(facts) for rule in rules)
 
 
 def _shown(price: Price) -> str:
