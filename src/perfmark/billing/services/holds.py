@@ -190,16 +190,7 @@ def reopen_after_release(
         return False
     if exhausted_limit(conn, ctx, now) is not None:
         return False
-    moved = set_campaign_status(
-        conn,
-        ctx.workspace_id,
-        ctx.campaign_id,
-        CampaignStatus.ACTIVE,
-        expected=CampaignStatus.CAPPED,
-        now=now,
-    )
-    store.delete_hold(conn, ctx.campaign_id)  # reopened, or a person moved it meanwhile
-    return moved
+    return _end_hold(conn, ctx.workspace_id, ctx.campaign_id, CampaignStatus.CAPPED, now)
 
 
 def release_holds(conn: Connection, now: datetime, workspace_id: str | None = None) -> list[str]:
@@ -234,9 +225,18 @@ def release_holds(conn: Connection, now: datetime, workspace_id: str | None = No
                 continue
             if exhausted_limit(conn, ctx, now) is not None:
                 continue
-        if set_campaign_status(
-            conn, ws, campaign_id, CampaignStatus.ACTIVE, expected=status, now=now
-        ):
+        if _end_hold(conn, ws, campaign_id, status, now):
             released.append(campaign_id)
-        store.delete_hold(conn, campaign_id)
     return released
+
+
+def _end_hold(
+    conn: Connection, workspace_id: str, campaign_id: str, held: CampaignStatus, now: datetime
+) -> bool:
+    """Set a held campaign active again and forget its hold; False (the hold forgotten too)
+    when a person moved the campaign out of the status billing set meanwhile."""
+    moved = set_campaign_status(
+        conn, workspace_id, campaign_id, CampaignStatus.ACTIVE, expected=held, now=now
+    )
+    store.delete_hold(conn, campaign_id)
+    return moved
