@@ -54,7 +54,6 @@ _NOT_FOUND_PAGE = (
     b"<h1>This link is not available</h1><p>The offer behind it is unknown or no longer running.</p>"
 )
 _CORS = [(b"access-control-allow-origin", b"*")]
-_EMPTY_BODY = {"type": "http.response.body", "body": b""}
 #: The headers every redirected click starts with (then its cookies and its location). A
 #: 302 is never cached without explicit freshness, so `no-store` alone keeps proxies from it;
 #: the HTTP/1.0 pragma and expires headers and a content type for the empty body are left
@@ -193,7 +192,7 @@ class TrackingLayer:
         if location:
             headers.append((b"location", location.encode("latin-1", "strict")))
             await send({"type": "http.response.start", "status": 302, "headers": headers})
-            await send(_EMPTY_BODY)
+            await send({"type": "http.response.body", "body": b""})
         else:
             await _respond(send, 404, _NOT_FOUND_PAGE, b"text/html; charset=utf-8", headers)
 
