@@ -4,11 +4,7 @@ A segment file is `SEGMENT_MAGIC` (8 bytes) followed by frames. A frame is a lit
 header `<II` (length, crc) and `length` payload bytes; `crc` is CRC-32 of the four length
 bytes followed by the payload, so a damaged length is caught as surely as a damaged payload.
 A length with `CONTROL_FLAG` set is a control frame with no payload; the only one is the
-close marker a writer appends when it finishes a segment. A live or crashed writer's segment
-continues past its frames with zeroed, reserved bytes: an all-zero header (`ZERO_HEADER`,
-never a frame's: only a zero length could give it, and the empty payload's CRC is not 0)
-marks the end of written data.
-docs/wal.md describes the rules.
+close marker a writer appends when it finishes a segment. docs/wal.md describes the rules.
 """
 
 from __future__ import annotations
@@ -30,7 +26,6 @@ __all__ = [
     "SEGMENT_HEADER_BYTES",
     "SEGMENT_MAGIC",
     "SEGMENT_SUFFIX",
-    "ZERO_HEADER",
     "SegmentName",
     "WalClosedError",
     "WalError",
@@ -39,7 +34,6 @@ __all__ = [
     "fsync_directory",
     "is_segment_locked",
     "record_crc",
-    "record_header",
     "unpack_record_header",
     "validate_writer_id",
 ]
@@ -50,12 +44,9 @@ SEGMENT_HEADER_BYTES = len(SEGMENT_MAGIC)
 SEGMENT_SUFFIX = ".wal"
 
 _RECORD_HEADER = struct.Struct("<II")
-_pack_header = _RECORD_HEADER.pack
 _pack_u32 = struct.Struct("<I").pack
 _crc32 = zlib.crc32
 RECORD_HEADER_BYTES = _RECORD_HEADER.size
-#: What a writer's reserved, not yet written bytes read as: the end of the written frames.
-ZERO_HEADER = bytes(RECORD_HEADER_BYTES)
 
 #: Bit 31 of the length field marks a control frame (no payload follows).
 CONTROL_FLAG = 0x8000_0000
@@ -96,20 +87,16 @@ def validate_writer_id(writer_id: str) -> str:
     return writer_id
 
 
-def record_header(payload: bytes) -> bytes:
-    """The 8-byte frame header of one payload: length, CRC-32 of length bytes and payload."""
-    length = len(payload)
-    if length > MAX_PAYLOAD_BYTES:
+def encode_record(payload: bytes) -> bytes:
+    """Frame one payload: header (length, CRC-32 of length bytes and payload) then payload."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValueError(
-            f"WAL record payload of {length} bytes is above the limit of "
+            f"WAL record payload of {len(payload)} bytes is above the limit of "
             f"{MAX_PAYLOAD_BYTES} bytes; split the event or reject the request"
         )
-    return _pack_header(length, _crc32(payload, _crc32(_pack_u32(length))))
-
-
-def encode_record(payload: bytes) -> bytes:
-    """Frame one payload: its header (see `record_header`) then the payload."""
-    return record_header(payload) + payload
+    # The hot path: the fastest of the spellings measured (join beats two concatenations).
+    head = _pack_u32(len(payload))
+    return b"".join((head, _pack_u32(_crc32(payload, _crc32(head))), payload))
 
 
 def unpack_record_header(data: bytes | memoryview, offset: int) -> tuple[int, int]:

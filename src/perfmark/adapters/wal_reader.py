@@ -3,9 +3,7 @@
 A frame that is cut short or fails its CRC is never yielded. While the segment's writer is
 alive (it holds the segment's flock) the reader stops there and tries again next time; once
 the segment is finished (close marker) or abandoned (no live writer) the bad tail is skipped
-for good and reported as a `TornTail`. An all-zero header is the end of the written frames
-(the writer's reserved tail): more may come while the writer lives, and an abandoned
-segment ends there. Delivery is at least once from the saved checkpoint.
+for good and reported as a `TornTail`. Delivery is at least once from the saved checkpoint.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from perfmark.adapters.wal_format import (
     SEGMENT_HEADER_BYTES,
     SEGMENT_MAGIC,
     SEGMENT_SUFFIX,
-    ZERO_HEADER,
     SegmentName,
     fsync_directory,
     is_segment_locked,
@@ -51,9 +48,7 @@ __all__ = [
 CHECKPOINT_VERSION = 1
 DEFAULT_MAX_BATCH_RECORDS = 10_000
 DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024
-# Small enough that reading a live segment's few new frames does not also read much of its
-# reserved zero tail; bulk reads were as fast as with 1 MiB (bench/wal.py reader case).
-_READ_CHUNK_BYTES = 64 * 1024
+_READ_CHUNK_BYTES = 1024 * 1024
 _CHECKPOINT_SUFFIX = ".checkpoint.json"
 _CREATING_SUFFIX = ".creating"
 _STALE_CREATING_AGE_S = 600.0
@@ -236,21 +231,16 @@ class WalReader:
         return WalBatch(tuple(records), new_checkpoint, tuple(torn_tails), tuple(newly_finished))
 
     def backlog_bytes(self, checkpoint: Checkpoint) -> int:
-        """Bytes of segment data not yet read past `checkpoint` (a lag gauge, frames included).
-
-        Counted up to the end of the written frames, not the file size: a live or crashed
-        writer's segment runs on in zeroed, reserved bytes that hold no data.
-        """
+        """Bytes of segment data not yet read past `checkpoint` (a lag gauge, frames included)."""
         total = 0
         for name in self.segments():
             if name in checkpoint.finished:
                 continue
-            start = max(checkpoint.offset(name), SEGMENT_HEADER_BYTES)
             try:
-                with open(self._directory / name, "rb", buffering=0) as file:
-                    total += max(0, _written_end(file.fileno(), start) - start)
+                size = (self._directory / name).stat().st_size
             except FileNotFoundError:
                 continue
+            total += max(0, size - max(checkpoint.offset(name), SEGMENT_HEADER_BYTES))
         return total
 
     def delete_consumed(self) -> Checkpoint:
@@ -290,18 +280,15 @@ class WalReader:
         return not is_segment_locked(path)
 
     def _has_unread(self, name: str, checkpoint: Checkpoint) -> bool:
-        # A segment with no new frame still needs a visit if its writer died or closed it,
+        # A segment with no new bytes still needs a visit if its writer died or closed it,
         # so that it gets marked finished; only skip it while a live writer holds it.
-        path = self._directory / name
-        offset = max(checkpoint.offset(name), SEGMENT_HEADER_BYTES)
         try:
-            with open(path, "rb", buffering=0) as file:
-                head = os.pread(file.fileno(), RECORD_HEADER_BYTES, offset)
+            size = (self._directory / name).stat().st_size
         except FileNotFoundError:
             return False
-        if head and head != ZERO_HEADER:
-            return True  # a frame, or the start of one
-        return not is_segment_locked(path)
+        if size > max(checkpoint.offset(name), SEGMENT_HEADER_BYTES):
+            return True
+        return not is_segment_locked(self._directory / name)
 
     def _read_segment(
         self, name: str, start: int, record_quota: int, byte_quota: int
@@ -333,7 +320,6 @@ class WalReader:
     ) -> _SegmentRead:
         records: list[WalRecord] = []
         payload_bytes = 0
-        reached_zero_tail = False
         file.seek(start)
         buffer = b""
         base = start  # file offset of buffer[0]
@@ -346,15 +332,9 @@ class WalReader:
                     continue
                 break  # end of data: clean if available == 0, else a cut header
             length, crc = unpack_record_header(buffer, index)
-            if length == 0 and crc == 0:
-                reached_zero_tail = True  # the end of the written frames, for now or for good
-                break
             if length & CONTROL_FLAG:
                 if length == _CLOSE_LENGTH and crc == _CLOSE_CRC:
                     after = base + index + RECORD_HEADER_BYTES
-                    # Measured now, not at the start: the writer cuts its reserved tail off
-                    # before it stores the marker, so the size seen earlier may be stale.
-                    size = os.fstat(file.fileno()).st_size
                     torn = TornTail(name, after, size - after) if size > after else None
                     return _SegmentRead(records, size, True, torn)
                 break  # corrupt control frame
@@ -378,10 +358,6 @@ class WalReader:
         stopped_by_quota = len(records) >= record_quota or payload_bytes >= byte_quota
         if live or stopped_by_quota:
             return _SegmentRead(records, offset, False, None)
-        if reached_zero_tail and _all_zero(file, offset, size):
-            return _SegmentRead(records, offset, True, None)  # a dead writer's reserved tail
-        # Anything else after the last good frame is reported: a frame whose header was
-        # never stored (the writer died between its payload and its header), or damage.
         torn = TornTail(name, offset, size - offset) if size > offset else None
         return _SegmentRead(records, size, True, torn)
 
@@ -399,38 +375,3 @@ class WalReader:
         if len(chunk) < want:
             size = position + len(chunk)
         return rest + chunk, base + index, 0, size
-
-
-def _all_zero(file: io.FileIO, start: int, end: int) -> bool:
-    """Whether the bytes of `file` from `start` to `end` are all zero (a reserved tail)."""
-    position = start
-    while position < end:
-        chunk = os.pread(file.fileno(), min(_READ_CHUNK_BYTES, end - position), position)
-        if not chunk:
-            return True  # the file shrank under us: nothing more to check
-        if chunk.count(0) != len(chunk):
-            return False
-        position += len(chunk)
-    return True
-
-
-def _written_end(fd: int, start: int) -> int:
-    """The offset where the frames from `start` end: at an all-zero header or the file's end.
-
-    Walks the frame headers only (payloads are skipped, CRCs not checked), reading in
-    chunks; a length that runs past the end of the file ends the walk at the file's end.
-    """
-    size = os.fstat(fd).st_size
-    position = start
-    while position + RECORD_HEADER_BYTES <= size:
-        chunk = os.pread(fd, min(_READ_CHUNK_BYTES, size - position), position)
-        index = 0
-        while index + RECORD_HEADER_BYTES <= len(chunk):
-            length, crc = unpack_record_header(chunk, index)
-            if length == 0 and crc == 0:
-                return position + index
-            index += RECORD_HEADER_BYTES + (0 if length & CONTROL_FLAG else length)
-        if index == 0:
-            break  # the file shrank under us: its new end is the end
-        position += index
-    return min(max(position, start), size)

@@ -1,10 +1,8 @@
-"""Child for the WAL write-failure test: a file size limit makes the writer's reservation fail.
+"""Child for the WAL write-failure test: a file size limit makes a write stop part-way.
 
-Usage: write_until_limit.py DIRECTORY LIMIT_BYTES. Creates a writer with segments of
-4 x LIMIT_BYTES, then appends 3000-byte records under RLIMIT_FSIZE until an append fails
-(the writer cannot reserve the disk space it needs), lifts the limit, appends ten more and
-closes. Prints each acknowledged seq, and `failed SEQ` for the refused one. A store into
-space that was never reserved would kill it with SIGBUS instead.
+Usage: write_until_limit.py DIRECTORY LIMIT_BYTES. Appends 3000-byte records under
+RLIMIT_FSIZE until an append fails, lifts the limit, appends ten more and closes. Prints
+each acknowledged seq, and `failed SEQ` for the refused one.
 """
 
 from __future__ import annotations
