@@ -15,8 +15,9 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
 from collections.abc import Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +46,12 @@ _OTHER_SEPARATORS = (">", "|", ";", ",", "→", "»", "\t", "/")
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 # Inputs are split on parallel threads in row ranges of at least this many bytes of paths,
-# into at most this many ranges. Below it a part takes a few milliseconds, and on a busy
-# machine waiting for the slower thread costs more than the split saves (measured on 2 cores
-# with other jobs running: parts of 1 MB lost, of 3 MB mostly gained, of 10 MB gained).
-_PART_MIN_BYTES = 2 << 20
+# into at most this many ranges. A part of 1 MiB takes about 2.5 ms on one core; the calling
+# thread encodes one part itself and the others go to a pool kept between calls, so a split
+# costs no thread start-up. Below 1 MiB a part is too short for the second core's share to
+# outweigh the hand-over (and on a machine busy with other jobs, waiting for the slower
+# thread), measured on 2 cores.
+_PART_MIN_BYTES = 1 << 20
 _MAX_PARTS = 8
 # Bytes of paths scanned per block when looking for separators (bounds the scan's memory;
 # one block, the common case, needs no copy to join the blocks' marks).
@@ -323,6 +326,46 @@ def _encode_part(paths: pa.Array, core: str) -> _EncodedPart:
     return _token_codes(tokens, counts)
 
 
+class _PartPool:
+    """Threads that encode the parts of a large input, started once and kept between calls.
+
+    A forked child inherits the pool without its threads, so it starts its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        os.register_at_fork(after_in_child=self._forget)
+
+    def executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=_MAX_PARTS - 1, thread_name_prefix="perfmark-paths"
+                )
+            return self._executor
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._executor = None
+
+
+_PART_POOL = _PartPool()
+
+
+def _encode_parts(parts: list[pa.Array], core: str) -> list[_EncodedPart]:
+    """Encode the parts in parallel: the first in this thread, the rest on the pool."""
+    if len(parts) == 1:
+        return [_encode_part(parts[0], core)]
+    pool = _PART_POOL.executor()
+    others = [pool.submit(_encode_part, part, core) for part in parts[1:]]
+    try:
+        first = _encode_part(parts[0], core)
+    finally:
+        wait(others)  # every part has ended when the call returns, or raises
+    return [first, *(future.result() for future in others)]
+
+
 def _int32_values(array: pa.Array) -> NDArray[np.int32]:
     """The values of an int32 array as a zero-copy numpy view (entries under nulls undefined).
 
@@ -430,12 +473,7 @@ def _split_paths(
         raise ValidationError(
             f"column {name!r} has no path at row {row + 1}; every row needs a path", field=name
         )
-    parts = _row_parts(paths)
-    if len(parts) == 1:
-        encoded = [_encode_part(paths, core)]
-    else:
-        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
-            encoded = list(pool.map(_encode_part, parts, [core] * len(parts)))
+    encoded = _encode_parts(_row_parts(paths), core)
     counts = np.concatenate([part.counts for part in encoded])
     offsets = np.zeros(counts.size + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])

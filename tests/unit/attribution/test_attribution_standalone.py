@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import select
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +263,38 @@ def test_parallel_parts_and_block_scan_match_a_plain_python_split(
     assert decoded == rows
     first_seen = list(dict.fromkeys(channel for row in rows for channel in row))
     assert list(table_read.channel_names) == first_seen
+
+
+def test_a_forked_child_parses_in_parallel_parts_with_its_own_threads() -> None:
+    """The threads that parse large inputs are kept between calls; a forked child inherits
+    the pool without them, so it must start its own rather than wait forever."""
+    paths = [f"seo > ads > {'email > ' * (i % 4)}direct" for i in range(400)]
+    table = pa.table({"path": paths, "total_conversions": [1.0] * len(paths)})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(standalone, "_PART_MIN_BYTES", 1)
+        # Two parts: one submitted to the pool per call, which an idle inherited (dead)
+        # thread would claim: with more, a later submission would start a thread anyway.
+        patch.setattr(standalone, "_cpu_count", lambda: 2)
+        expected = paths_from_arrow(table)  # the parent's pool now has an idle thread
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child, reports through the pipe
+            os.close(read)
+            try:
+                again = paths_from_arrow(table)
+                same = np.array_equal(again.channels, expected.channels) and (
+                    again.channel_names == expected.channel_names
+                )
+                os.write(write, b"same" if same else b"different")
+            finally:
+                os._exit(0)
+        os.close(write)
+        try:
+            ready, _, _ = select.select([read], [], [], 60)
+            answer = os.read(read, 16) if ready else b"no answer in 60 s"
+        finally:
+            os.close(read)
+            if not ready:
+                os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+    assert answer == b"same"
