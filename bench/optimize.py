@@ -1,7 +1,8 @@
 """The optimizer against an even split and an oracle, on the simulated market, same budget.
 
-Each policy runs the market (real clicks and postbacks through the tracker, the processor
-each night) for the same days, budget and seed. Printed as a share of the oracle's:
+Each policy runs the market (real clicks and postbacks through the tracker; every 3 hours the
+processor fills the lake and the scheduler runs the due bandit allocations and rules; budgets
+change at midnight) for the same days, budget and seed. Printed as a share of the oracle's:
 conversions and revenue as realised, and as expected from the hidden truth for the clicks
 actually bought and pages actually shown (free of the conversions' coin flips). The
 bandit's regret is the expected conversions lost by showing other landing pages than the

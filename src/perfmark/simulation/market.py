@@ -6,15 +6,20 @@ quality. Day by day, on a FixedClock: the policy acts at local midnight (the opt
 its budget autopilot and the scheduler's due rules and bandit allocations), then each
 active campaign buys `floor(daily budget / CPC)` clicks, sent through the real `/c/<slug>`
 endpoint of the ASGI app in-process; the tracker's rotation picks the landing page, and a
-click converts with its hidden probability, reported by a real `/postback`. At the end of
-the day the processor turns the log into the lake that the optimizer reads the next morning.
+click converts with its hidden probability, reported by a real `/postback` 1 minute to 3
+hours after the click. The day runs in slices (`slice_minutes`, an hour by default): after
+each, as `perfmark serve` does continuously, the processor turns the log into the lake, the
+scheduler runs the jobs that are due (rules, bandit allocations) and the tracker sees the
+changes. Budgets stay daily: the autopilot acts at midnight only.
 
 Hidden truth of a channel: expected conversions per day at spend s are the Hill curve
-f(s) = ymax s^k / (ec50^k + s^k). The j-th click of a day costs the CPC c and converts
-with probability (f(j c) - f((j - 1) c)) x landing-page multiplier x sub-id multiplier, so a
-day's expected conversions follow the curve, and better pages and sub ids convert more.
-Every random draw of a (day, channel) comes from its own seeded stream, so policies run on
-the same seed see the same visitors ("common random numbers").
+f(s) = ymax s^k / (ec50^k + s^k). A day of n clicks at CPC c brings the n marginal
+chances f(j c) - f((j - 1) c), j = 1..n, dealt to the day's clicks in random order (the
+day's cheap and dear inventory is spread over its hours, so no hour converts better than
+another), each x landing-page multiplier x sub-id multiplier: a day's expected conversions
+follow the curve, and better pages and sub ids convert more. Every random draw of a (day,
+channel) comes from its own seeded stream, so policies run on the same seed see the same
+visitors ("common random numbers").
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from perfmark.optimize import store
 from perfmark.optimize.domain.allocation import AllocationCandidate, allocate_budget
 from perfmark.optimize.domain.response_curves import CurveModel, ResponseCurve, hill_value
 from perfmark.optimize.services import allocation, experiments, rules
+from perfmark.optimize.services.experiments import DEFAULT_ALLOCATION_INTERVAL_MINUTES
 from perfmark.services import catalog
 from perfmark.services.accounts import create_workspace
 from perfmark.services.container import Container, Principal, build_container
@@ -69,6 +75,7 @@ __all__ = [
     "click_chances",
     "default_market",
     "exploration_budgets",
+    "plan_clicks",
     "run_market",
     "simulate",
 ]
@@ -76,6 +83,7 @@ __all__ = [
 #: Clicks arrive in the first 20 hours of a day, conversions at most 3 hours later, so a
 #: day's conversions land on that day (whatever the report's date basis).
 CLICK_HOURS = 20
+_DAY_SECONDS = 24 * 3600
 MAX_CONVERSION_DELAY_S = 3 * 3600
 MIN_CONVERSION_DELAY_S = 60
 #: Spread of a conversion's value around its channel's mean (log-normal sigma).
@@ -84,6 +92,10 @@ VALUE_SIGMA = 0.5
 EXPLORATION_RANGE = (0.2, 1.8)
 #: The share of rotation every landing page keeps while the bandit learns.
 DEFAULT_MIN_SHARE = 0.05
+#: How often, within a day, the lake is filled and due jobs run. `perfmark serve` tails the
+#: log continuously and its scheduler polls every 30 s; 3 hours keeps a 30-day run near a
+#: minute and a half (each bandit allocation is a report over the lake, about 0.25 s).
+DEFAULT_SLICE_MINUTES = 180
 _ONCE_A_DAY_MINUTES = 24 * 60
 _USER_AGENT = (
     b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -181,22 +193,37 @@ class SimulationConfig:
     policy: Policy = Policy.OPTIMIZER
     seed: int = 7
     start: datetime = datetime(2026, 1, 1, tzinfo=UTC)
-    explore_days: int = 7  #: optimizer: days of deliberate spend variation before fitting
+    #: optimizer: days of deliberate spend variation before fitting. Three show each curve's
+    #: bend at three levels; the pooled posterior and the autopilot's daily moves do the
+    #: rest, and each further day at 0.2x-1.8x costs more than it teaches (docs/optimize.md).
+    explore_days: int = 3
     max_change_pct: Decimal = Decimal(35)  #: autopilot bound per day
     min_spend_share: float = 0.0  #: optimizer: each campaign keeps this share of the total
     budget_allocation: bool = True
     bandit: bool = True
     min_share: float = DEFAULT_MIN_SHARE
-    #: Off by default: sharpness 2 with a floor shrinking after 50 conversions cut the
-    #: bandit's regret from 8.0% to 5.5% over 100 offline seeds, but it can lock onto a
-    #: worse page for the whole run (seed 3 of the benchmark), see docs/optimize.md.
-    floor_evidence: int | None = None  #: conversions after which min_share shrinks
-    bandit_sharpness: float = 1.0  #: P(best) ** sharpness (1: plain Thompson sampling)
+    #: A month-long test with ~10 conversions a day: plain probability matching explores as
+    #: if it ran forever. Sharpness 2 with the floor shrinking after 50 conversions cut the
+    #: regret from 8.0% to 5.6% over 300 offline seeds with no worse tail (the experiment's
+    #: own defaults stay plain Thompson sampling), see docs/optimize.md.
+    floor_evidence: int | None = 50  #: conversions after which min_share shrinks
+    bandit_sharpness: float = 2.0  #: P(best) ** sharpness (1: plain Thompson sampling)
+    #: How often the page bandit reallocates (the experiment's allocation_interval_minutes);
+    #: the product's default, hourly. It acts at the end of the slice in which it is due, so
+    #: with the default slices every 3 hours.
+    bandit_interval_minutes: int = DEFAULT_ALLOCATION_INTERVAL_MINUTES
+    #: Minutes between the day's processor drains and scheduler runs; 1440 is once a night.
+    slice_minutes: int = DEFAULT_SLICE_MINUTES
     rules: tuple[Mapping[str, Any], ...] = ()  #: rule JSON, created before day 1
 
     def __post_init__(self) -> None:
         if self.days < 1 or self.total_budget <= 0:
             raise ValueError("a simulation needs at least 1 day and a budget above 0")
+        if self.slice_minutes < 1 or _ONCE_A_DAY_MINUTES % self.slice_minutes:
+            raise ValueError(
+                f"slice_minutes is {self.slice_minutes}; give a divisor of 1440 (60 is hourly, "
+                "1440 once a night)"
+            )
 
 
 @dataclass(frozen=True)
@@ -255,6 +282,9 @@ class _Market:
     even_regret: float = 0.0
     arm_clicks: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     txid: int = 0
+    #: The policy's random stream (the autopilot's and the scheduler's draws).
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    events_processed: int = 0
 
 
 def _seed_workspace(
@@ -402,18 +432,25 @@ def click_chances(channel: ChannelTruth, count: int, day: int) -> list[float]:
     return [float(step) * decay for step in np.diff(cumulative)]
 
 
-def _plan_clicks(
-    market: _Market, day: int, index: int, channel: ChannelTruth, budget: Decimal
+def plan_clicks(
+    channel: ChannelTruth, budget: Decimal, *, seed: int, day: int, index: int
 ) -> list[tuple[float, int, dict[str, Any]]]:
-    """The day's clicks of one channel: (second of the day, order, what the click needs)."""
+    """The day's clicks of one channel: (second of the day, order, what the click needs).
+
+    `index` is the channel's position in the market: each (seed, day, channel) has its own
+    random stream. A converting click's postback is due `delay` seconds after it.
+    """
     count = int(budget // channel.cpc) if budget > 0 else 0
-    rng = np.random.default_rng([market.config.seed, day, index])
+    rng = np.random.default_rng([seed, day, index])
     times = np.sort(rng.uniform(0, CLICK_HOURS * 3600, count))
     subs = rng.integers(0, len(channel.subs), count)
     draws = rng.random(count)
     delays = rng.uniform(MIN_CONVERSION_DELAY_S, MAX_CONVERSION_DELAY_S, count)
     values = channel.value_mean * np.exp(rng.normal(-(VALUE_SIGMA**2) / 2, VALUE_SIGMA, count))
-    chances = click_chances(channel, count, day)
+    # The marginal chances are dealt out in random order: in time order the morning's clicks
+    # would convert best, and a bandit or report reading the day so far would see that.
+    in_order = click_chances(channel, count, day)
+    chances = [in_order[k] for k in rng.permutation(count)]
     multipliers = _sub_multipliers(channel)
     return [
         (
@@ -440,55 +477,94 @@ async def _drive_day(
     budgets: Mapping[str, Decimal],
     active: Mapping[str, bool],
 ) -> _DayTotals:
+    """The day's clicks and postbacks in time order, slice by slice (see `_between_slices`)."""
     totals = _DayTotals()
-    arms = dict(market.truth.arms)
-    best = market.truth.best_arm[1]
-    mean_arm = sum(arms.values()) / len(arms)
     plans: list[tuple[float, int, dict[str, Any]]] = []
     for index, channel in enumerate(market.truth.channels):
         if active[channel.name]:
-            plans.extend(_plan_clicks(market, day, index, channel, budgets[channel.name]))
+            plans.extend(
+                plan_clicks(
+                    channel, budgets[channel.name], seed=market.config.seed, day=day, index=index
+                )
+            )
     plans.sort(key=lambda item: (item[0], item[1]))
     pending: list[tuple[float, int, dict[str, str]]] = []
-    for second, _index, click in plans:
-        while pending and pending[0][0] <= second:
+    slice_seconds = market.config.slice_minutes * 60
+    position = 0
+    for end in range(slice_seconds, _DAY_SECONDS + 1, slice_seconds):
+        while position < len(plans) and plans[position][0] < end:
+            second, _index, click = plans[position]
+            position += 1
+            while pending and pending[0][0] <= second:
+                await _postback(market, day_start, heapq.heappop(pending))
+            await _click(market, day_start, second, click, totals, pending)
+        while pending and pending[0][0] < end:
             await _postback(market, day_start, heapq.heappop(pending))
-        channel = click["channel"]
-        market.clock.current = day_start + timedelta(seconds=second)
-        status, location = await _get(
-            market.app, f"/c/{market.slugs[channel.name]}", {"sub1": click["sub"]}
-        )
-        if status != 302 or not location.startswith(_LANDING_HOST):
-            continue
-        parts = urlsplit(location)
-        arm = market.arm_of_path.get(parts.path)
-        click_id = parse_qs(parts.query).get("pm_clid", [""])[0]
-        if arm is None or not click_id:
-            continue
-        totals.clicks[channel.name] += 1
-        totals.cost += channel.cpc
-        market.arm_clicks[arm] += 1
-        chance = click["marginal"] * click["sub_multiplier"]
-        totals.expected_conversions += chance * arms[arm]
-        totals.expected_revenue += chance * arms[arm] * channel.value_mean
-        market.regret += chance * (best - arms[arm])
-        market.even_regret += chance * (best - mean_arm)
-        if click["draw"] < chance * arms[arm]:
-            market.txid += 1
-            value = Decimal(repr(click["value"])).quantize(Decimal("0.01"))
-            params = {
-                "token": market.token,
-                "click_id": click_id,
-                "goal": "sale",
-                "txid": f"sim-{market.txid}",
-                "value": str(value),
-            }
-            heapq.heappush(pending, (second + click["delay"], market.txid, params))
-            totals.conversions += 1
-            totals.revenue += value
-    while pending:
+        if end < _DAY_SECONDS:
+            _between_slices(market, day_start + timedelta(seconds=end))
+    while pending:  # none: clicks end at CLICK_HOURS, postbacks follow within hours
         await _postback(market, day_start, heapq.heappop(pending))
     return totals
+
+
+async def _click(
+    market: _Market,
+    day_start: datetime,
+    second: float,
+    click: Mapping[str, Any],
+    totals: _DayTotals,
+    pending: list[tuple[float, int, dict[str, str]]],
+) -> None:
+    """One click through the tracker; a conversion is queued for its postback's time."""
+    arms = dict(market.truth.arms)
+    best = market.truth.best_arm[1]
+    mean_arm = sum(arms.values()) / len(arms)
+    channel = click["channel"]
+    market.clock.current = day_start + timedelta(seconds=second)
+    status, location = await _get(
+        market.app, f"/c/{market.slugs[channel.name]}", {"sub1": click["sub"]}
+    )
+    if status != 302 or not location.startswith(_LANDING_HOST):
+        return
+    parts = urlsplit(location)
+    arm = market.arm_of_path.get(parts.path)
+    click_id = parse_qs(parts.query).get("pm_clid", [""])[0]
+    if arm is None or not click_id:
+        return
+    totals.clicks[channel.name] += 1
+    totals.cost += channel.cpc
+    market.arm_clicks[arm] += 1
+    chance = click["marginal"] * click["sub_multiplier"]
+    totals.expected_conversions += chance * arms[arm]
+    totals.expected_revenue += chance * arms[arm] * channel.value_mean
+    market.regret += chance * (best - arms[arm])
+    market.even_regret += chance * (best - mean_arm)
+    if click["draw"] < chance * arms[arm]:
+        market.txid += 1
+        value = Decimal(repr(click["value"])).quantize(Decimal("0.01"))
+        params = {
+            "token": market.token,
+            "click_id": click_id,
+            "goal": "sale",
+            "txid": f"sim-{market.txid}",
+            "value": str(value),
+        }
+        # Posted after its click (the delay is at least a minute), never ahead of it.
+        heapq.heappush(pending, (second + click["delay"], market.txid, params))
+        totals.conversions += 1
+        totals.revenue += value
+
+
+def _between_slices(market: _Market, at: datetime) -> None:
+    """What `perfmark serve` does all day: fill the lake, run due jobs, refresh the tracker."""
+    market.clock.current = at
+    # Batches as `Processor.run` reads them; the rollups are rebuilt by the nightly drain
+    # (reports read the raw events of dates without a fresh rollup, so they stay exact).
+    while (batch := market.processor.process_batch()).read:
+        market.events_processed += batch.written
+    if market.config.policy is Policy.OPTIMIZER:
+        run_due_jobs(market.container, at, rng=market.rng)
+        market.app.state.config_cache.refresh()
 
 
 async def _postback(
@@ -621,7 +697,7 @@ def _setup_optimizer(market: _Market) -> None:
                 "min_share": config.min_share,
                 "floor_evidence": config.floor_evidence,
                 "sharpness": config.bandit_sharpness,
-                "allocation_interval_minutes": _ONCE_A_DAY_MINUTES,
+                "allocation_interval_minutes": config.bandit_interval_minutes,
             },
         )
 
@@ -650,16 +726,15 @@ def run_market(
         slugs=slugs,
         link_ids=link_ids,
         arm_of_path={f"/{key}": key for key, _ in truth.arms},
+        rng=np.random.default_rng(config.seed),
     )
-    rng = np.random.default_rng(config.seed)
     days: list[DaySummary] = []
-    processed = 0
     try:
         _setup_optimizer(market)
         for day in range(config.days):
             day_start = config.start + timedelta(days=day)
             clock.current = day_start
-            _morning(market, day, day_start, rng)
+            _morning(market, day, day_start, market.rng)
             app.state.config_cache.refresh()  # the tracker sees the morning's changes now
             active = _statuses(market)
             budgets = {
@@ -669,7 +744,7 @@ def run_market(
             }
             totals = asyncio.run(_drive_day(market, day, day_start, budgets, active))
             clock.current = day_start + timedelta(days=1)
-            processed += market.processor.drain()
+            market.events_processed += market.processor.drain()
             days.append(
                 DaySummary(
                     day=day_start.date(),
@@ -702,7 +777,7 @@ def run_market(
         even_rotation_regret=market.even_regret,
         arm_clicks=dict(market.arm_clicks),
         rule_audit=tuple(audit),
-        events_processed=processed,
+        events_processed=market.events_processed,
     )
 
 
