@@ -17,13 +17,8 @@ import argparse
 import time
 from decimal import Decimal
 
-from perfmark.simulation.market import (
-    Policy,
-    SimulationConfig,
-    SimulationResult,
-    default_market,
-    simulate,
-)
+from perfmark.simulation.market import Policy, SimulationConfig, SimulationResult, simulate
+from perfmark.simulation.truth import default_market
 
 #: Share of the oracle's conversions the optimizer is expected to reach.
 TARGET_SHARE = 0.90

@@ -23,7 +23,8 @@ from perfmark.optimize.services import (
     rules,
     views,
 )
-from perfmark.simulation.market import Policy, SimulationConfig, default_market, simulate
+from perfmark.simulation.market import Policy, SimulationConfig, simulate
+from perfmark.simulation.truth import default_market
 
 __all__ = ["experiments_app", "recommend_app", "rules_app", "simulate_command"]
 

@@ -16,12 +16,8 @@ from perfmark.adapters.store.engine import transaction
 from perfmark.optimize import store
 from perfmark.services.container import build_container
 from perfmark.settings import load_settings
-from perfmark.simulation.market import (
-    Policy,
-    SimulationConfig,
-    default_market,
-    simulate,
-)
+from perfmark.simulation.market import Policy, SimulationConfig, simulate
+from perfmark.simulation.truth import default_market
 
 
 def test_the_bandit_reallocates_within_the_day_from_the_days_clicks(tmp_path: Path) -> None:

@@ -14,13 +14,8 @@ from perfmark.domain.accounts import Role
 from perfmark.services import catalog
 from perfmark.services.container import Principal, build_container
 from perfmark.settings import load_settings
-from perfmark.simulation.market import (
-    ChannelTruth,
-    MarketTruth,
-    Policy,
-    SimulationConfig,
-    simulate,
-)
+from perfmark.simulation.market import Policy, SimulationConfig, simulate
+from perfmark.simulation.truth import ChannelTruth, MarketTruth
 
 #: Both channels convert 8 a day at $40 (CPA 5) until "leaky" drops to 2% of that on day 3.
 TRUTH = MarketTruth(

@@ -13,16 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfmark.simulation.market import (
+from perfmark.simulation.market import SimulationConfig, exploration_budgets
+from perfmark.simulation.truth import (
     CLICK_HOURS,
     MAX_CONVERSION_DELAY_S,
     MIN_CONVERSION_DELAY_S,
     ChannelTruth,
     MarketTruth,
-    SimulationConfig,
     click_chances,
     default_market,
-    exploration_budgets,
     plan_clicks,
 )
 
