@@ -54,12 +54,23 @@ def ids(rig: Rig) -> dict[str, str]:
     return {row["txid"]: row["id"] for row in rig.conversions()}
 
 
+def sell(rig: Rig, *txids: str) -> None:
+    """One sale of 80.00 (charged 25.00 on CPA) per transaction id, then process them."""
+    for txid in txids:
+        rig.convert(CPA, value="80", txid=txid)
+    rig.process()
+
+
+def refund(rig: Rig, api: TestClient, txid: str) -> None:
+    """Refund the conversion of `txid` through the API, which must accept it."""
+    answer = api.post(f"/api/conversions/{ids(rig)[txid]}/refund")
+    assert answer.status_code == 200, answer.text
+
+
 @BOTH_STORES
 def test_over_cap_conversions_are_accepted_once_there_is_room(rig: Rig, api: TestClient) -> None:
     rig.update_campaign(CPA, daily_budget="60")  # 25.00 each: two fit
-    for txid in ("O-1", "O-2", "O-3"):
-        rig.convert(CPA, value="80", txid=txid)
-    rig.process()
+    sell(rig, "O-1", "O-2", "O-3")
     assert statuses(rig) == {"O-1": "pending", "O-2": "pending", "O-3": "over_cap"}
     over = ids(rig)["O-3"]
     # Still no room: refused with the limit, and nothing is charged.
@@ -93,22 +104,19 @@ def test_over_cap_conversions_are_accepted_once_there_is_room(rig: Rig, api: Tes
 @BOTH_STORES
 def test_refunds_and_rejections_give_their_room_back_once(rig: Rig, api: TestClient) -> None:
     rig.update_campaign(CPA, daily_budget="50")  # two conversions of 25.00
-    for txid in ("R-1", "R-2", "R-3"):
-        rig.convert(CPA, value="80", txid=txid)
-    rig.process()
+    sell(rig, "R-1", "R-2", "R-3")
     assert statuses(rig)["R-3"] == "over_cap"
     [day] = counters(rig, "budget:day")
     assert counters(rig, "budget:day") == {day: 5000}
     assert counters(rig, "cap:campaign:day:count") == {day: 2}
     # A day later, R-1 is refunded: the room comes back to the day it was counted in.
     rig.clock.advance(days=1)
-    refund = api.post(f"/api/conversions/{ids(rig)['R-1']}/refund")
-    assert refund.status_code == 200, refund.text
+    refund(rig, api, "R-1")
     assert counters(rig, "budget:day") == {day: 2500}
     assert counters(rig, "cap:campaign:day:count") == {day: 1}
     assert counters(rig, "budget:total") == {"total": 2500}
     # A second refund changes nothing, and releases nothing.
-    assert api.post(f"/api/conversions/{ids(rig)['R-1']}/refund").status_code == 200
+    refund(rig, api, "R-1")
     assert counters(rig, "budget:day") == {day: 2500}
     # The freed room takes the over-cap conversion of that day.
     accepted = api.post("/api/conversions/accept", json={"ids": [ids(rig)["R-3"]]}).json()
@@ -177,8 +185,8 @@ def test_a_negative_margin_is_refused_unless_the_campaign_allows_it(
     # The publisher earns 30.00 of a 25.00 charge: the 5.00 loss is booked against revenue.
     assert sorted(entry.minor for entry in charge.txn.entries) == [-3000, 500, 2500]
     assert rig.balance(REVENUE_ACCOUNT.key) == 500
-    refund = api.post(f"/api/conversions/{ids(rig)['N-1']}/refund")
-    assert refund.status_code == 200 and rig.balance(REVENUE_ACCOUNT.key) == 0
+    refund(rig, api, "N-1")
+    assert rig.balance(REVENUE_ACCOUNT.key) == 0
 
 
 def test_publisher_templates_are_checked_when_a_publisher_is_saved(api: TestClient) -> None:
@@ -207,33 +215,28 @@ def test_a_refund_that_frees_todays_room_reopens_the_capped_campaign(
     rig: Rig, api: TestClient
 ) -> None:
     rig.update_campaign(CPA, daily_budget="50")  # two conversions of 25.00 a day
-    for txid in ("C-1", "C-2", "C-3"):
-        rig.convert(CPA, value="80", txid=txid)
-    rig.process()
+    sell(rig, "C-1", "C-2", "C-3")
     assert rig.campaign_status(CPA) == "capped"
     # Refunding one of today's conversions gives today's room back: clicks count again now,
     # not only at the next day's billing check.
     rig.clock.advance(seconds=1)
-    assert api.post(f"/api/conversions/{ids(rig)['C-1']}/refund").status_code == 200
+    refund(rig, api, "C-1")
     assert rig.campaign_status(CPA) == "active"
     assert rig.click(CPA).location != "https://www.northwind.example/"  # not the fallback
-    rig.convert(CPA, value="80", txid="C-4")
-    rig.process()
+    sell(rig, "C-4")
     assert statuses(rig)["C-4"] == "pending"
     assert rig.campaign_status(CPA) == "capped"  # full again
     # A new day reopens it and it fills up; refunding yesterday's conversion frees yesterday.
     rig.clock.advance(days=1)
     assert run_billing_checks(rig.container).released_campaigns == (rig.campaign_id(CPA),)
-    for txid in ("D-1", "D-2"):
-        rig.convert(CPA, value="80", txid=txid)
-    rig.process()
+    sell(rig, "D-1", "D-2")
     assert rig.campaign_status(CPA) == "capped"
     rig.clock.advance(seconds=1)
-    assert api.post(f"/api/conversions/{ids(rig)['C-2']}/refund").status_code == 200
+    refund(rig, api, "C-2")
     assert rig.campaign_status(CPA) == "capped"
     # Today's refund does reopen it, once; a second refund of it changes nothing.
-    assert api.post(f"/api/conversions/{ids(rig)['D-1']}/refund").status_code == 200
+    refund(rig, api, "D-1")
     assert rig.campaign_status(CPA) == "active"
     rig.update_campaign(CPA, status="paused")  # a person's change ...
-    assert api.post(f"/api/conversions/{ids(rig)['D-1']}/refund").status_code == 200
+    refund(rig, api, "D-1")
     assert rig.campaign_status(CPA) == "paused"  # ... is never undone by billing
