@@ -31,7 +31,6 @@ __all__ = [
     "click_chances",
     "default_market",
     "plan_clicks",
-    "sub_multipliers",
 ]
 
 #: Clicks arrive in the first 20 hours of a day, conversions at most 3 hours later, so a
@@ -78,7 +77,7 @@ class MarketTruth:
     def __post_init__(self) -> None:
         best = max(multiplier for _, multiplier in self.arms)
         for channel in self.channels:
-            chance = channel.max_click_chance() * best * max(sub_multipliers(channel))
+            chance = channel.max_click_chance() * best * max(_sub_multipliers(channel))
             if chance > 1:
                 raise ValueError(
                     f"channel {channel.name!r}: a click would convert with probability "
@@ -115,7 +114,7 @@ def default_market() -> MarketTruth:
     )
 
 
-def sub_multipliers(channel: ChannelTruth) -> list[float]:
+def _sub_multipliers(channel: ChannelTruth) -> list[float]:
     """Each sub id's conversion multiplier, in the order of `channel.subs`."""
     # Normalised so the traffic-weighted mean is 1: the curve holds for the average sub id.
     raw = [quality for _, quality in channel.subs]
@@ -158,7 +157,7 @@ def plan_clicks(
     # would convert best, and a bandit or report reading the day so far would see that.
     in_order = click_chances(channel, count, day)
     chances = [in_order[k] for k in rng.permutation(count)]
-    multipliers = sub_multipliers(channel)
+    multipliers = _sub_multipliers(channel)
     return [
         (
             float(times[j]),
