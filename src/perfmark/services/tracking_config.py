@@ -7,11 +7,12 @@ import hashlib
 import itertools
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, RowMapping, select
 
 from perfmark.adapters.store.codec import decode_spec
 from perfmark.adapters.store.engine import transaction
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("perfmark.tracking")
+
+SpecT = TypeVar("SpecT")
 
 _UA_FIELDS = frozenset({TargetingField.DEVICE, TargetingField.OS, TargetingField.BROWSER})
 
@@ -197,6 +200,24 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _loadable(
+    rows: Iterable[RowMapping], spec_type: type[SpecT], kind: str
+) -> Iterator[tuple[RowMapping, SpecT]]:
+    """Each row with its decoded spec; a row that no longer decodes is logged and left out.
+
+    An object stored before a rule it breaks existed (a campaign's payout above its charge,
+    say) must not take every other link down with it. What leaving it out means: a campaign
+    or link answers as unknown, an offer lends no landing pages, a goal is unknown to
+    conversions, an advertiser's postbacks are refused, a workspace keeps UTC, no fallback
+    URL and the default lookback, until the object is edited; the reason is in the log.
+    """
+    for row in rows:
+        try:
+            yield row, decode_spec(spec_type, row["data"])
+        except PerfmarkError as error:
+            logger.error("%s %s cannot be loaded for tracking: %s", kind, row["id"], error)
+
+
 def load_snapshot(engine: Engine) -> ConfigSnapshot:
     """Read every live link, goal and advertiser into one snapshot."""
     with transaction(engine) as conn:
@@ -222,23 +243,16 @@ def load_snapshot(engine: Engine) -> ConfigSnapshot:
         )
         write_keys = {row["write_key"]: row["id"] for row in ws_rows if row["write_key"]}
 
-    ws_specs = {row["id"]: decode_spec(WorkspaceSpec, row["data"]) for row in ws_rows}
+    ws_specs = {row["id"]: spec for row, spec in _loadable(ws_rows, WorkspaceSpec, "workspace")}
     timezones = {ws_id: ZoneInfo(spec.timezone) for ws_id, spec in ws_specs.items()}
     fallbacks = {ws_id: spec.fallback_url for ws_id, spec in ws_specs.items() if spec.fallback_url}
-    offer_specs = {row["id"]: decode_spec(OfferSpec, row["data"]) for row in offer_rows}
-    cmp_specs = {}
-    for row in cmp_rows:
-        try:
-            cmp_specs[row["id"]] = (row, decode_spec(CampaignSpec, row["data"]))
-        except PerfmarkError as error:
-            # A campaign stored before a rule it breaks existed (say, a payout above the
-            # charge) must not take every other link down: its links answer as unknown
-            # until it is edited, and the reason is logged.
-            logger.error("campaign %s cannot be loaded for tracking: %s", row["id"], error)
+    offer_specs = {row["id"]: spec for row, spec in _loadable(offer_rows, OfferSpec, "offer")}
+    cmp_specs = {
+        row["id"]: (row, spec) for row, spec in _loadable(cmp_rows, CampaignSpec, "campaign")
+    }
 
     routes: dict[str, LinkRoute] = {}
-    for row in link_rows:
-        spec = decode_spec(TrackingLinkSpec, row["data"])
+    for row, spec in _loadable(link_rows, TrackingLinkSpec, "link"):
         found = cmp_specs.get(spec.campaign_id)
         if found is None or spec.publisher_id not in pub_ids:
             continue
@@ -270,8 +284,7 @@ def load_snapshot(engine: Engine) -> ConfigSnapshot:
 
     by_key: dict[tuple[str, str], GoalInfo] = {}
     by_event: dict[tuple[str, str], GoalInfo] = {}
-    for row in goal_rows:
-        goal = decode_spec(GoalSpec, row["data"])
+    for row, goal in _loadable(goal_rows, GoalSpec, "goal"):
         info = GoalInfo(
             row["id"], row["workspace_id"], goal.key, str(goal.default_value), goal.currency,
             goal.value_from_conversion,
@@ -282,8 +295,7 @@ def load_snapshot(engine: Engine) -> ConfigSnapshot:
             by_event[(row["workspace_id"], name)] = info
 
     auths: dict[str, AdvertiserAuth] = {}
-    for row in adv_rows:
-        advertiser = decode_spec(AdvertiserSpec, row["data"])
+    for row, advertiser in _loadable(adv_rows, AdvertiserSpec, "advertiser"):
         auths[row["id"]] = AdvertiserAuth(
             row["id"],
             row["workspace_id"],

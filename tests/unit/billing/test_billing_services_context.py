@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from sqlalchemy import select, update
 
+from perfmark.adapters.store.engine import transaction
+from perfmark.adapters.store.schema import workspaces
 from perfmark.billing.domain.budgets import CapScope, LimitPeriod
 from perfmark.billing.services.access import Scope, scope_of
 from perfmark.billing.services.context import (
     AdvertiserBilling,
+    BillingConfig,
     CampaignBilling,
     cap_id_of,
     limits_of,
@@ -19,7 +24,8 @@ from perfmark.domain.campaigns import CampaignSpec, Cap
 from perfmark.domain.parties import BillingMode
 from perfmark.errors import ForbiddenError
 from perfmark.money import Money
-from perfmark.services.container import Principal
+from perfmark.services.container import Container, Principal
+from perfmark.services.demo import seed_demo
 
 
 def spec(**changes: object) -> CampaignSpec:
@@ -108,3 +114,22 @@ def test_portal_keys_are_scoped_to_their_party() -> None:
     assert publisher.allows(None, "pub_1") and not publisher.allows(None, "pub_2")
     with pytest.raises(ForbiddenError):
         scope_of(Principal("ws", Role.PUBLISHER))
+
+
+def test_a_workspace_that_no_longer_loads_bills_in_utc_instead_of_stopping_the_batch(
+    container: Container, caplog: Any
+) -> None:
+    demo = seed_demo(container)
+    with transaction(container.engine) as conn:
+        query = select(workspaces.c.data).where(workspaces.c.id == demo.workspace_id)
+        stored = dict(conn.execute(query).scalar_one())
+        assert BillingConfig(conn).time_zone(demo.workspace_id) == stored["timezone"]
+        stored["timezone"] = "Mars/Olympus_Mons"  # as if stored before the check existed
+        conn.execute(
+            update(workspaces).where(workspaces.c.id == demo.workspace_id).values(data=stored)
+        )
+        assert BillingConfig(conn).time_zone(demo.workspace_id) == "UTC"
+        # The campaign's limits are built in UTC, not refused.
+        campaign = BillingConfig(conn).campaign(demo.workspace_id, demo.campaigns[0].id)
+        assert campaign is not None and campaign.limits.time_zone == "UTC"
+    assert f"workspace {demo.workspace_id} cannot be loaded for billing" in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
@@ -29,6 +30,7 @@ from perfmark.domain.campaigns import CampaignSpec
 from perfmark.domain.campaigns import Cap as CampaignCap
 from perfmark.domain.parties import AdvertiserSpec, BillingMode
 from perfmark.domain.pricing import BillableEvent
+from perfmark.errors import PerfmarkError
 from perfmark.money import Money
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "cap_id_of",
     "limits_of",
 ]
+
+logger = logging.getLogger("perfmark.billing")
 
 #: The limit id of the counter of conversions per publisher, goal and month (payout tiers).
 TIER_VOLUME_LIMIT = "volume"
@@ -200,6 +204,22 @@ class CampaignBilling:
         return Decimal(units).scaleb(-minor_exponent(self.currency))
 
 
+def _stored_time_zone(workspace_id: str, data: Any) -> str:
+    """The stored workspace's time zone; UTC when it is gone or no longer loads.
+
+    A workspace stored before a rule it breaks existed must not stop every batch of the
+    processor: its periods follow UTC, as its links do in the tracker, until it is edited.
+    """
+    if data is None:
+        return "UTC"
+    try:
+        return decode_spec(WorkspaceSpec, data).timezone
+    except PerfmarkError as error:
+        logger.error("workspace %s cannot be loaded for billing, periods follow UTC: %s",
+                     workspace_id, error)  # fmt: skip
+        return "UTC"
+
+
 def _advertiser_billing(advertiser_id: str, spec: AdvertiserSpec) -> AdvertiserBilling:
     return AdvertiserBilling(advertiser_id, spec.currency, spec.billing_mode, spec.credit_limit)
 
@@ -246,9 +266,7 @@ class BillingConfig:
             data: Any = self.conn.execute(
                 select(workspaces.c.data).where(workspaces.c.id == workspace_id)
             ).scalar_one_or_none()
-            self._zones[workspace_id] = (
-                decode_spec(WorkspaceSpec, data).timezone if data is not None else "UTC"
-            )
+            self._zones[workspace_id] = _stored_time_zone(workspace_id, data)
         return self._zones[workspace_id]
 
     def campaign(self, workspace_id: str, campaign_id: str) -> CampaignBilling | None:
