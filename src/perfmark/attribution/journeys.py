@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from perfmark.attribution.domain.paths import PathTable
 from perfmark.errors import ValidationError
+from perfmark.reports.compiled import to_pyarrow
 from perfmark.reports.domain.request import ReportRequest
 from perfmark.reports.query import LakeQuery
 
@@ -329,26 +330,28 @@ def _journey_paths(
     null_paths = open_journeys.group_by("path_text").aggregate(nulls=open_journeys.count())
 
     backend = query.backend
-    paths = _merge_paths(backend.to_pyarrow(converted_paths), backend.to_pyarrow(null_paths))
+    paths = _merge_paths(to_pyarrow(backend, converted_paths), to_pyarrow(backend, null_paths))
     journeys = None
     if per_journey:
         journeys = _per_journey(
-            backend.to_pyarrow(per_conversion.select("path", "lags", "value")),
-            backend.to_pyarrow(open_journeys.select("path")),
+            to_pyarrow(backend, per_conversion.select("path", "lags", "value")),
+            to_pyarrow(backend, open_journeys.select("path")),
             paths.channel_names,
         )
-    lengths = backend.to_pyarrow(
-        per_conversion.group_by("touches").aggregate(n=per_conversion.count())
+    lengths = to_pyarrow(
+        backend, per_conversion.group_by("touches").aggregate(n=per_conversion.count())
     )
     lag_days = ((per_conversion.conv_ms - per_conversion.first_touch_ms) / DAY_MS).floor()
     with_lag = per_conversion.mutate(lag=lag_days.cast("int64"))
-    lags = backend.to_pyarrow(with_lag.group_by("lag").aggregate(n=with_lag.count()))
-    total_conversions = backend.to_pyarrow(conv_in_range.count().as_table()).column(0)[0].as_py()
+    lags = to_pyarrow(backend, with_lag.group_by("lag").aggregate(n=with_lag.count()))
+    total_conversions = to_pyarrow(backend, conv_in_range.count().as_table()).column(0)[0].as_py()
     attributed = int(sum(lengths.column("n").to_pylist()))
     drilldown = None
     if drilldown_limit:
         latest = per_conversion.order_by([ibis.desc("conv_ms"), "conv_id"]).limit(drilldown_limit)
-        drilldown = backend.to_pyarrow(latest.select("conv_id", "conv_ms", "value", "path", "lags"))
+        drilldown = to_pyarrow(
+            backend, latest.select("conv_id", "conv_ms", "value", "path", "lags")
+        )
     return JourneyTables(
         drilldown=drilldown,
         paths=paths,

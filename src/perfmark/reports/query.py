@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from perfmark.adapters.lake import EVENT_SCHEMA
+from perfmark.reports.compiled import to_pyarrow
 from perfmark.reports.domain.catalog import (
     BASE_MEASURES,
     DIMENSIONS,
@@ -451,7 +452,7 @@ class LakeQuery:
         expression = self.expression(
             events, request, measures, by_currency=by_currency, extra_keys=extra_keys
         )
-        table: pa.Table = self.backend.to_pyarrow(expression)
+        table = to_pyarrow(self.backend, expression)
         return label_local_periods(request, table.to_pylist())
 
     def events_for(self, request: ReportRequest, measures: Collection[str]) -> ir.Table | None:

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from perfmark.reports.compiled import to_pyarrow
 from perfmark.reports.domain.catalog import (
     BASE_MEASURES,
     DIMENSIONS,
@@ -207,7 +208,7 @@ def build_rollups(
             if events is None:
                 (directory / _PART).unlink(missing_ok=True)
                 continue
-            table: pa.Table = query.backend.to_pyarrow(_rollup_expression(events, spec))
+            table = to_pyarrow(query.backend, _rollup_expression(events, spec))
             directory.mkdir(parents=True, exist_ok=True)
             _write_atomically(
                 directory / _PART,
@@ -284,7 +285,7 @@ class RollupQuery(LakeQuery):
         expression = self.rollup_expression(
             spec, source, request, measures, by_currency=by_currency
         )
-        table: pa.Table = self.backend.to_pyarrow(expression)
+        table = to_pyarrow(self.backend, expression)
         return label_periods(request, table.to_pylist())
 
     def rollup_rows(self, spec: RollupSpec, state: Freshness) -> ir.Table | None:
