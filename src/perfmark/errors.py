@@ -21,6 +21,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PerfmarkError",
     "RateLimitedError",
+    "StoredObjectInvalidError",
     "ValidationError",
     "error_body",
 ]
@@ -102,6 +103,14 @@ class IllegalTransitionError(PerfmarkError):
     """A status change that the object's lifecycle does not allow."""
 
     code = "illegal_transition"
+    status = 409
+
+
+class StoredObjectInvalidError(PerfmarkError):
+    """An object whose stored data no longer passes validation (stored before a rule it
+    breaks existed, or edited in the database); a PATCH with valid values repairs it."""
+
+    code = "stored_object_invalid"
     status = 409
 
 

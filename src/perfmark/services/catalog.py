@@ -281,10 +281,10 @@ def update_object(
     _require_write(principal)
     store = ResourceStore(kind)
     with transaction(container.engine) as conn:
-        record = store.get(conn, principal.workspace_id, object_id)
-        if record is None:
+        stored = store.stored(conn, principal.workspace_id, object_id)
+        if stored is None:
             raise NotFoundError(f"no {kind.singular} with id {object_id!r} in this workspace")
-        if record.archived:
+        if stored.archived:
             raise ValidationError(
                 f"{kind.singular} {object_id} is archived; archived objects cannot change",
                 field="id",
@@ -296,13 +296,34 @@ def update_object(
                     f"{name} cannot change after creation; create a new {kind.singular}",
                     field=name,
                 )
-        before = encode_spec(record.spec)
+        previous = _decoded_or_none(kind, stored.spec)
+        # An object whose stored data no longer validates is repaired by the change: its
+        # stored fields, with the change on top, must validate now.
+        before = encode_spec(previous) if previous is not None else stored.spec
         spec = decode_spec(kind.spec_type, {**before, **changes})
         if isinstance(spec, CampaignSpec):
-            check_transition(record.spec.status, spec.status)
+            status = previous.status if previous is not None else _stored_status(before)
+            if status is not None:
+                check_transition(status, spec.status)
         refs = _References(conn, principal.workspace_id, _strings_in(before))
         _check_references(kind, refs, spec)
-        return store.replace(conn, record, spec, container.clock.now())
+        return store.replace(conn, stored, spec, container.clock.now())
+
+
+def _decoded_or_none(kind: ResourceKind[Any], data: dict[str, Any]) -> Any:
+    """The spec of stored data, or None when the data no longer passes validation."""
+    try:
+        return decode_spec(kind.spec_type, data)
+    except ValidationError:
+        return None
+
+
+def _stored_status(data: Mapping[str, Any]) -> CampaignStatus | None:
+    """A stored campaign's status when it is a known one (the check of a repair needs it)."""
+    try:
+        return CampaignStatus(data.get("status", CampaignStatus.DRAFT.value))
+    except ValueError:
+        return None
 
 
 def _immutable_fields(kind: ResourceKind[Any]) -> frozenset[str]:
@@ -324,9 +345,14 @@ def archive_object(
     _require_write(principal)
     store = ResourceStore(kind)
     with transaction(container.engine) as conn:
-        record = store.get(conn, principal.workspace_id, object_id)
-        if record is None:
+        stored = store.stored(conn, principal.workspace_id, object_id)
+        if stored is None:
             raise NotFoundError(f"no {kind.singular} with id {object_id!r} in this workspace")
+        if _decoded_or_none(kind, stored.spec) is None:
+            # Data that no longer validates is archived as it is: nothing uses it any more.
+            return store.archive_as_stored(conn, stored, container.clock.now())
+        record = store.get(conn, principal.workspace_id, object_id)
+        assert record is not None  # read just above in this transaction
         if record.archived:
             return record
         spec = record.spec

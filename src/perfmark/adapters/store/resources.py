@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,12 +15,13 @@ from perfmark.adapters.store.codec import decode_spec, encode_spec, storable_tex
 from perfmark.adapters.store.schema import config_version
 from perfmark.clock import utc
 from perfmark.domain.records import Page, Record
-from perfmark.errors import ConflictError, ValidationError
+from perfmark.errors import ConflictError, StoredObjectInvalidError, ValidationError
 from perfmark.ids import new_id
 
 __all__ = ["ResourceKind", "ResourceStore", "bump_config_version", "read_config_version"]
 
 SpecT = TypeVar("SpecT")
+ItemT = TypeVar("ItemT")
 
 
 @dataclass(frozen=True)
@@ -43,15 +45,31 @@ class ResourceStore(Generic[SpecT]):
         self.table = kind.table
 
     def _record(self, row: RowMapping) -> Record[SpecT]:
-        return Record(
-            id=row["id"],
-            workspace_id=row["workspace_id"],
-            spec=decode_spec(self.kind.spec_type, row["data"]),
-            created_at=_aware(row["created_at"]),
-            updated_at=_aware(row["updated_at"]),
-            archived_at=_aware(row["archived_at"]) if row["archived_at"] else None,
-            version=row["version"],
-        )
+        try:
+            spec = decode_spec(self.kind.spec_type, row["data"])
+        except ValidationError as error:
+            raise StoredObjectInvalidError(
+                f"{self.kind.singular} {row['id']} as stored no longer passes validation: "
+                f"{error.message}. Send a PATCH with a valid "
+                f"{error.field or 'value'} to repair it",
+                field=error.field,
+            ) from None
+        return _with_spec(row, spec)
+
+    def stored(
+        self, conn: Connection, workspace_id: str, object_id: str
+    ) -> Record[dict[str, Any]] | None:
+        """One object as stored, its data not validated (None when not in this workspace).
+
+        For the updates that repair an object whose data no longer passes validation.
+        """
+        row = self._row(conn, workspace_id, object_id)
+        if row is None:
+            return None
+        data = row["data"]
+        if isinstance(data, str):  # a database without a JSON type returns the text
+            data = json.loads(data)
+        return _with_spec(row, dict(data or {}))
 
     def insert(
         self,
@@ -82,19 +100,18 @@ class ResourceStore(Generic[SpecT]):
         bump_config_version(conn)
         return Record(object_id, workspace_id, spec, now, now, None, 1)
 
-    def get(self, conn: Connection, workspace_id: str, object_id: str) -> Record[SpecT] | None:
-        """One object of this workspace, or None (another workspace's id is None too)."""
+    def _row(self, conn: Connection, workspace_id: str, object_id: str) -> RowMapping | None:
         if not storable_text(object_id):
             return None  # no stored id contains NUL; PostgreSQL would refuse the query
-        row = (
-            conn.execute(
-                select(self.table).where(
-                    self.table.c.id == object_id, self.table.c.workspace_id == workspace_id
-                )
-            )
-            .mappings()
-            .first()
+        query = select(self.table).where(
+            self.table.c.id == object_id, self.table.c.workspace_id == workspace_id
         )
+        row: RowMapping | None = conn.execute(query).mappings().first()
+        return row
+
+    def get(self, conn: Connection, workspace_id: str, object_id: str) -> Record[SpecT] | None:
+        """One object of this workspace, or None (another workspace's id is None too)."""
+        row = self._row(conn, workspace_id, object_id)
         return None if row is None else self._record(row)
 
     def get_column(self, conn: Connection, workspace_id: str, object_id: str, column: str) -> Any:
@@ -153,14 +170,17 @@ class ResourceStore(Generic[SpecT]):
     def replace(
         self,
         conn: Connection,
-        record: Record[SpecT],
+        record: Record[Any],
         spec: SpecT,
         now: datetime,
         *,
         archived_at: datetime | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> Record[SpecT]:
-        """Store a new spec for an existing object (optimistic: fails if it changed meanwhile)."""
+        """Store a new spec for an existing object (optimistic: fails if it changed meanwhile).
+
+        `record` is the object as read (its spec, or its stored data, is not used).
+        """
         values = {
             "data": encode_spec(spec),
             "updated_at": now,
@@ -169,6 +189,30 @@ class ResourceStore(Generic[SpecT]):
             **self.kind.columns(spec),
             **(extra or {}),
         }
+        self._update(conn, record, values)
+        return Record(
+            record.id,
+            record.workspace_id,
+            spec,
+            record.created_at,
+            now,
+            archived_at,
+            record.version + 1,
+        )
+
+    def archive_as_stored(
+        self, conn: Connection, record: Record[dict[str, Any]], now: datetime
+    ) -> Record[dict[str, Any]]:
+        """Archive an object whose stored data no longer validates, its data kept as stored."""
+        values = {"updated_at": now, "archived_at": now, "version": record.version + 1}
+        self._update(conn, record, values)
+        return Record(
+            record.id, record.workspace_id, record.spec, record.created_at, now, now,
+            record.version + 1,
+        )  # fmt: skip
+
+    def _update(self, conn: Connection, record: Record[Any], values: Mapping[str, Any]) -> None:
+        """Write `values` to the object if it is still at `record.version`, else a conflict."""
         try:
             with conn.begin_nested():
                 result = conn.execute(
@@ -188,15 +232,18 @@ class ResourceStore(Generic[SpecT]):
                 "fetch it again and retry"
             )
         bump_config_version(conn)
-        return Record(
-            record.id,
-            record.workspace_id,
-            spec,
-            record.created_at,
-            now,
-            archived_at,
-            record.version + 1,
-        )
+
+
+def _with_spec(row: RowMapping, spec: ItemT) -> Record[ItemT]:
+    return Record(
+        id=row["id"],
+        workspace_id=row["workspace_id"],
+        spec=spec,
+        created_at=_aware(row["created_at"]),
+        updated_at=_aware(row["updated_at"]),
+        archived_at=_aware(row["archived_at"]) if row["archived_at"] else None,
+        version=row["version"],
+    )
 
 
 def _conflict_message(singular: str, exc: IntegrityError) -> str:

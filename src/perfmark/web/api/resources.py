@@ -75,9 +75,9 @@ def record_to_json(
         "updated_at": record.updated_at.isoformat(),
         "archived_at": record.archived_at.isoformat() if record.archived_at else None,
         "version": record.version,
-        **encode_spec(record.spec),
+        **(record.spec if isinstance(record.spec, dict) else encode_spec(record.spec)),
     }
-    if kind is LINKS:
+    if kind is LINKS and not isinstance(record.spec, dict):
         body["tracking_url"] = tracking_url(container.settings.base_url, record.spec.slug)
     return body
 
@@ -272,6 +272,10 @@ def _add_kind_routes(router: APIRouter, kind: ResourceKind[Any]) -> None:
     def archive(**kwargs: Any) -> Any:
         container: Container = kwargs["container"]
         record = catalog.archive_object(container, kwargs["principal"], kind, kwargs["object_id"])
+        if isinstance(record.spec, dict):
+            # Archived as stored, its data no longer valid: the response model would refuse
+            # it, so the stored fields are returned as they are.
+            return JSONResponse(record_to_json(container, kind, record))
         return record_to_json(container, kind, record)
 
     _with_signature(archive, [*_DEPENDENCIES, id_param])

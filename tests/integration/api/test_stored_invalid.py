@@ -1,0 +1,84 @@
+"""An object whose stored data no longer validates: a clear 409 on reads, repaired by a PATCH.
+
+Such data comes from a release that added a rule the object breaks, or from an edit in the
+database. Before, every read and every PATCH of it answered 422, so it could not be fixed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Table, select, update
+from starlette.testclient import TestClient
+
+from perfmark.adapters.store.engine import transaction
+from perfmark.adapters.store.schema import campaigns, publishers
+from perfmark.services.container import Container
+from perfmark.services.tracking_config import load_snapshot
+
+
+def _store(container: Container, table: Table, object_id: str, **values: Any) -> None:
+    """Write fields straight into the stored data, as an older release could have."""
+    with transaction(container.engine) as conn:
+        data = conn.execute(select(table.c.data).where(table.c.id == object_id)).scalar_one()
+        stored = json.loads(data) if isinstance(data, str) else dict(data)
+        stored.update(values)
+        conn.execute(update(table).where(table.c.id == object_id).values(data=stored))
+
+
+def _error(response: Any) -> dict[str, Any]:
+    error: dict[str, Any] = response.json()["error"]
+    return error
+
+
+def test_reads_name_the_object_and_field_and_a_patch_repairs_it(
+    api: TestClient, graph: dict[str, dict[str, Any]], container: Container
+) -> None:
+    campaign_id = graph["campaign"]["id"]
+    slug = graph["link"]["slug"]
+    _store(container, campaigns, campaign_id, daily_budget="-5")
+    assert slug not in load_snapshot(container.engine).links
+
+    for path in (f"/api/campaigns/{campaign_id}", "/api/campaigns"):
+        response = api.get(path)
+        assert response.status_code == 409
+        error = _error(response)
+        assert error["code"] == "stored_object_invalid" and error["field"] == "daily_budget"
+        assert campaign_id in error["message"] and "PATCH" in error["message"]
+
+    # A change that leaves the broken field broken is refused, naming that field.
+    unrelated = api.patch(f"/api/campaigns/{campaign_id}", json={"name": "Renamed"})
+    assert unrelated.status_code == 422 and _error(unrelated)["field"] == "daily_budget"
+
+    repaired = api.patch(f"/api/campaigns/{campaign_id}", json={"daily_budget": "25"})
+    assert repaired.status_code == 200, repaired.text
+    assert repaired.json()["daily_budget"] == "25" and repaired.json()["name"] == "Spring"
+    assert api.get(f"/api/campaigns/{campaign_id}").json()["version"] == 2
+    assert api.get("/api/campaigns").status_code == 200
+    assert slug in load_snapshot(container.engine).links
+
+
+def test_a_repair_still_follows_the_campaign_lifecycle(
+    api: TestClient, graph: dict[str, dict[str, Any]], container: Container
+) -> None:
+    campaign_id = graph["campaign"]["id"]
+    _store(container, campaigns, campaign_id, daily_budget="-5", status="ended")
+    response = api.patch(
+        f"/api/campaigns/{campaign_id}", json={"daily_budget": "25", "status": "active"}
+    )
+    assert response.status_code == 409 and _error(response)["code"] == "illegal_transition"
+
+
+def test_an_object_that_no_longer_validates_can_be_archived_as_stored(
+    api: TestClient, graph: dict[str, dict[str, Any]], container: Container
+) -> None:
+    publisher_id = graph["publisher"]["id"]
+    _store(container, publishers, publisher_id, channel="carrier_pigeon")
+    assert api.get("/api/publishers").status_code == 409
+    archived = api.delete(f"/api/publishers/{publisher_id}")
+    assert archived.status_code == 200, archived.text
+    body = archived.json()
+    assert body["archived_at"] is not None and body["channel"] == "carrier_pigeon"
+    listed = api.get("/api/publishers")
+    assert listed.status_code == 200 and publisher_id not in listed.text
