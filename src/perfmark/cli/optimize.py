@@ -23,6 +23,7 @@ from perfmark.optimize.services import (
     rules,
     views,
 )
+from perfmark.services.container import Container, Principal
 from perfmark.simulation.market import Policy, SimulationConfig, simulate
 from perfmark.simulation.truth import default_market
 
@@ -38,6 +39,14 @@ WorkspaceOption = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 FileOption = Annotated[Path | None, typer.Option("--file", help="A JSON file with the definition.")]
 DataOption = Annotated[str | None, typer.Option("--data", help="The definition as JSON text.")]
+RuleIdArgument = Annotated[str, typer.Argument(help="The rule's id.")]
+ExperimentIdArgument = Annotated[str, typer.Argument(help="The experiment's id.")]
+
+
+def _container_and_owner(workspace: str | None) -> tuple[Container, Principal]:
+    """This install's container and owner authority over the workspace, as commands start."""
+    container = local_container()
+    return container, local_owner(container, workspace)
 
 
 def _definition(file: Path | None, data: str | None) -> dict[str, Any]:
@@ -74,8 +83,8 @@ def create_rule(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a rule from JSON; warnings (cycles, never fires) are shown before it ever runs."""
-    container = local_container()
-    saved = rules.create_rule(container, local_owner(container, workspace), _definition(file, data))
+    container, owner = _container_and_owner(workspace)
+    saved = rules.create_rule(container, owner, _definition(file, data))
     body = views.rule_json(saved.rule, saved.warnings)
     if as_json:
         print_json(body)
@@ -88,10 +97,8 @@ def create_rule(
 @guarded
 def list_rules(workspace: WorkspaceOption = None, as_json: JsonFlag = False) -> None:
     """The workspace's rules."""
-    container = local_container()
-    found = [
-        views.rule_json(r) for r in rules.list_rules(container, local_owner(container, workspace))
-    ]
+    container, owner = _container_and_owner(workspace)
+    found = [views.rule_json(r) for r in rules.list_rules(container, owner)]
     if as_json:
         print_json(found)
         return
@@ -120,8 +127,8 @@ def list_rules(workspace: WorkspaceOption = None, as_json: JsonFlag = False) -> 
 @guarded
 def check_rules(workspace: WorkspaceOption = None, as_json: JsonFlag = False) -> None:
     """Warnings about the rule set: pairs that undo each other, rules that never fire."""
-    container = local_container()
-    found = rules.rule_set_warnings(container, local_owner(container, workspace))
+    container, owner = _container_and_owner(workspace)
+    found = rules.rule_set_warnings(container, owner)
     body = [views.warning_json(w) for w in found]
     if as_json:
         print_json(body)
@@ -134,16 +141,14 @@ def check_rules(workspace: WorkspaceOption = None, as_json: JsonFlag = False) ->
 @rules_app.command("evaluate")
 @guarded
 def evaluate_rule(
-    rule_id: Annotated[str, typer.Argument(help="The rule's id.")],
+    rule_id: RuleIdArgument,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Evaluate and log only.")] = False,
     workspace: WorkspaceOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run a rule now: every compared number, the verdict and what the actions did."""
-    container = local_container()
-    run = rule_runner.run_rule(
-        container, local_owner(container, workspace), rule_id, dry_run=dry_run
-    )
+    container, owner = _container_and_owner(workspace)
+    run = rule_runner.run_rule(container, owner, rule_id, dry_run=dry_run)
     body = views.rule_run_json(run)
     if as_json:
         print_json(body)
@@ -164,8 +169,7 @@ def rule_audit(
     as_json: JsonFlag = False,
 ) -> None:
     """The audit log of rules, newest first."""
-    container = local_container()
-    owner = local_owner(container, workspace)
+    container, owner = _container_and_owner(workspace)
     if rule_id is not None:
         rules.get_rule(container, owner, rule_id)
     with transaction(container.engine) as conn:
@@ -186,12 +190,12 @@ def rule_audit(
 @rules_app.command("delete")
 @guarded
 def delete_rule(
-    rule_id: Annotated[str, typer.Argument(help="The rule's id.")],
+    rule_id: RuleIdArgument,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Archive a rule (its audit log stays)."""
-    container = local_container()
-    rules.archive_rule(container, local_owner(container, workspace), rule_id)
+    container, owner = _container_and_owner(workspace)
+    rules.archive_rule(container, owner, rule_id)
     console.print(f"Rule {rule_id} archived.")
 
 
@@ -204,10 +208,8 @@ def create_experiment(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an experiment from JSON (arms must be in the campaign's rotation)."""
-    container = local_container()
-    created = experiments.create_experiment(
-        container, local_owner(container, workspace), _definition(file, data)
-    )
+    container, owner = _container_and_owner(workspace)
+    created = experiments.create_experiment(container, owner, _definition(file, data))
     if as_json:
         print_json(views.experiment_json(created))
         return
@@ -218,8 +220,8 @@ def create_experiment(
 @guarded
 def list_experiments(workspace: WorkspaceOption = None, as_json: JsonFlag = False) -> None:
     """The workspace's experiments."""
-    container = local_container()
-    found = experiments.list_experiments(container, local_owner(container, workspace))
+    container, owner = _container_and_owner(workspace)
+    found = experiments.list_experiments(container, owner)
     body = [views.experiment_json(item) for item in found]
     if as_json:
         print_json(body)
@@ -245,15 +247,13 @@ def list_experiments(workspace: WorkspaceOption = None, as_json: JsonFlag = Fals
 @experiments_app.command("analysis")
 @guarded
 def analyze(
-    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
+    experiment_id: ExperimentIdArgument,
     workspace: WorkspaceOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Posteriors, P(best), expected loss, the stopping decision and the SRM check."""
-    container = local_container()
-    report = experiment_analysis.analyze_experiment(
-        container, local_owner(container, workspace), experiment_id
-    )
+    container, owner = _container_and_owner(workspace)
+    report = experiment_analysis.analyze_experiment(container, owner, experiment_id)
     if as_json:
         print_json(views.experiment_report_json(report))
         return
@@ -290,15 +290,15 @@ def analyze(
 @experiments_app.command("allocate")
 @guarded
 def allocate(
-    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
+    experiment_id: ExperimentIdArgument,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Draw and log only.")] = False,
     workspace: WorkspaceOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Set the rotation weights by Thompson sampling now."""
-    container = local_container()
+    container, owner = _container_and_owner(workspace)
     result = experiment_analysis.allocate_experiment(
-        container, local_owner(container, workspace), experiment_id, dry_run=dry_run
+        container, owner, experiment_id, dry_run=dry_run
     )
     if as_json:
         print_json(views.experiment_allocation_json(result))
@@ -309,14 +309,12 @@ def allocate(
 @experiments_app.command("stop")
 @guarded
 def stop(
-    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
+    experiment_id: ExperimentIdArgument,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Stop an experiment (the bandit stops changing weights)."""
-    container = local_container()
-    experiments.update_experiment(
-        container, local_owner(container, workspace), experiment_id, {"status": "stopped"}
-    )
+    container, owner = _container_and_owner(workspace)
+    experiments.update_experiment(container, owner, experiment_id, {"status": "stopped"})
     console.print(f"Experiment {experiment_id} stopped.")
 
 
@@ -344,8 +342,7 @@ def recommend_budget(
     as_json: JsonFlag = False,
 ) -> None:
     """Split a daily budget across campaigns by their fitted response curves."""
-    container = local_container()
-    owner = local_owner(container, workspace)
+    container, owner = _container_and_owner(workspace)
     request = allocation.parse_budget_request(
         {
             "total_budget": total,

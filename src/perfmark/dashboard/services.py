@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from perfmark.adapters.store.kinds import ADVERTISERS, CAMPAIGNS, GOALS, LINKS, OFFERS, PUBLISHERS
+from perfmark.adapters.store.resources import ResourceKind
 from perfmark.billing.domain.postbacks import validate_postback_template
 from perfmark.dashboard.cache import kept_report
 from perfmark.domain.accounts import WRITE_ROLES, Role
@@ -304,26 +306,49 @@ class PartnerRow:
     metrics: dict[str, Any]
 
 
-def publisher_rows(
-    container: Container, principal: Principal, period: Period
+#: The spec of a partner kind: advertisers and publishers are listed the same way.
+_PartySpec = TypeVar("_PartySpec", AdvertiserSpec, PublisherSpec)
+
+
+def _partner_rows(
+    container: Container,
+    principal: Principal,
+    period: Period,
+    kind: ResourceKind[_PartySpec],
+    metrics: tuple[str, ...],
+    detail: Callable[[_PartySpec], str],
 ) -> tuple[tuple[PartnerRow, ...], str]:
-    """Publishers (a publisher user: only itself) with clicks, conversions and earnings."""
-    require_roles(principal, staff_roles() | {Role.PUBLISHER}, "publishers and payouts")
-    page = catalog.list_objects(container, principal, PUBLISHERS, limit=LIST_LIMIT)
-    report = _report(container, principal, period, _PUBLISHER_METRICS, ("publisher",))
-    by_id = {row["publisher"]: row for row in report.rows}
+    """The caller's partners of one kind, each with its figures (report by `kind.singular`)."""
+    page = catalog.list_objects(container, principal, kind, limit=LIST_LIMIT)
+    report = _report(container, principal, period, metrics, (kind.singular,))
+    by_id = {row[kind.singular]: row for row in report.rows}
     rows = tuple(
         PartnerRow(
             id=record.id,
             name=record.spec.name,
             currency=record.spec.currency,
-            detail=record.spec.channel.value,
-            metrics={name: by_id.get(record.id, {}).get(name) for name in _PUBLISHER_METRICS},
+            detail=detail(record.spec),
+            metrics={name: by_id.get(record.id, {}).get(name) for name in metrics},
         )
         for record in page.items
-        if isinstance(record.spec, PublisherSpec)
+        if isinstance(record.spec, kind.spec_type)
     )
     return rows, report.currency
+
+
+def publisher_rows(
+    container: Container, principal: Principal, period: Period
+) -> tuple[tuple[PartnerRow, ...], str]:
+    """Publishers (a publisher user: only itself) with clicks, conversions and earnings."""
+    require_roles(principal, staff_roles() | {Role.PUBLISHER}, "publishers and payouts")
+    return _partner_rows(
+        container,
+        principal,
+        period,
+        PUBLISHERS,
+        _PUBLISHER_METRICS,
+        lambda spec: spec.channel.value,
+    )
 
 
 def advertiser_rows(
@@ -331,21 +356,14 @@ def advertiser_rows(
 ) -> tuple[tuple[PartnerRow, ...], str]:
     """Advertisers (an advertiser user: only itself) with conversions, spend and revenue."""
     require_roles(principal, staff_roles() | {Role.ADVERTISER}, "advertisers and invoices")
-    page = catalog.list_objects(container, principal, ADVERTISERS, limit=LIST_LIMIT)
-    report = _report(container, principal, period, _ADVERTISER_METRICS, ("advertiser",))
-    by_id = {row["advertiser"]: row for row in report.rows}
-    rows = tuple(
-        PartnerRow(
-            id=record.id,
-            name=record.spec.name,
-            currency=record.spec.currency,
-            detail=record.spec.billing_mode.value,
-            metrics={name: by_id.get(record.id, {}).get(name) for name in _ADVERTISER_METRICS},
-        )
-        for record in page.items
-        if isinstance(record.spec, AdvertiserSpec)
+    return _partner_rows(
+        container,
+        principal,
+        period,
+        ADVERTISERS,
+        _ADVERTISER_METRICS,
+        lambda spec: spec.billing_mode.value,
     )
-    return rows, report.currency
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, delete, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    Table,
+    and_,
+    delete,
+    insert,
+    select,
+    update,
+)
 
 from perfmark.adapters.store.schema import (
     optimize_audit,
@@ -57,6 +67,53 @@ def _when(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
 
 
+def _get_row(conn: Connection, table: Table, workspace_id: str, row_id: str) -> RowMapping | None:
+    """One row of the workspace by id (archived ones too), or None."""
+    return (
+        conn.execute(
+            select(table).where(table.c.workspace_id == workspace_id, table.c.id == row_id)
+        )
+        .mappings()
+        .first()
+    )
+
+
+def _list_rows(
+    conn: Connection, table: Table, workspace_id: str, *, include_archived: bool
+) -> Sequence[RowMapping]:
+    """The workspace's rows, oldest first (ids sort by time)."""
+    query = select(table).where(table.c.workspace_id == workspace_id)
+    if not include_archived:
+        query = query.where(table.c.archived_at.is_(None))
+    return conn.execute(query.order_by(table.c.id)).mappings().all()
+
+
+def _due_rows(
+    conn: Connection, table: Table, active: ColumnElement[bool], next_at: str, now: datetime
+) -> list[tuple[str, str, datetime]]:
+    """Active, unarchived rows whose `next_at` time has come: (id, workspace id, that time),
+    earliest first."""
+    column = table.c[next_at]
+    rows = conn.execute(
+        select(table.c.id, table.c.workspace_id, column)
+        .where(active, table.c.archived_at.is_(None), column.is_not(None), column <= now)
+        .order_by(column)
+    ).all()
+    return [(row_id, workspace_id, utc(planned)) for row_id, workspace_id, planned in rows]
+
+
+def _claim(
+    conn: Connection, table: Table, row_id: str, next_at: str, planned: datetime, later: datetime
+) -> bool:
+    """Move a due row's `next_at` time from `planned` to `later`, unless another scheduler
+    already did (then False)."""
+    column = table.c[next_at]
+    result = conn.execute(
+        update(table).where(table.c.id == row_id, column == planned).values({next_at: later})
+    )
+    return result.rowcount == 1
+
+
 @dataclass(frozen=True)
 class RuleRow:
     """A stored rule: its JSON definition and its schedule."""
@@ -95,15 +152,7 @@ def insert_rule_row(conn: Connection, row: RuleRow) -> None:
 
 def get_rule_row(conn: Connection, workspace_id: str, rule_id: str) -> RuleRow | None:
     """One rule of the workspace (archived ones too), or None."""
-    row = (
-        conn.execute(
-            select(optimize_rules).where(
-                optimize_rules.c.workspace_id == workspace_id, optimize_rules.c.id == rule_id
-            )
-        )
-        .mappings()
-        .first()
-    )
+    row = _get_row(conn, optimize_rules, workspace_id, rule_id)
     return None if row is None else _rule(row)
 
 
@@ -111,10 +160,7 @@ def list_rule_rows(
     conn: Connection, workspace_id: str, *, include_archived: bool = False
 ) -> list[RuleRow]:
     """The workspace's rules, oldest first."""
-    query = select(optimize_rules).where(optimize_rules.c.workspace_id == workspace_id)
-    if not include_archived:
-        query = query.where(optimize_rules.c.archived_at.is_(None))
-    rows = conn.execute(query.order_by(optimize_rules.c.id)).mappings().all()
+    rows = _list_rows(conn, optimize_rules, workspace_id, include_archived=include_archived)
     return [_rule(row) for row in rows]
 
 
@@ -144,27 +190,12 @@ def archive_rule_row(conn: Connection, rule_id: str, at: datetime) -> None:
 
 def due_rule_ids(conn: Connection, now: datetime) -> list[tuple[str, str, datetime]]:
     """Enabled rules due at `now`: (rule id, workspace id, the planned time), earliest first."""
-    rows = conn.execute(
-        select(optimize_rules.c.id, optimize_rules.c.workspace_id, optimize_rules.c.next_run_at)
-        .where(
-            optimize_rules.c.enabled.is_(True),
-            optimize_rules.c.archived_at.is_(None),
-            optimize_rules.c.next_run_at.is_not(None),
-            optimize_rules.c.next_run_at <= now,
-        )
-        .order_by(optimize_rules.c.next_run_at)
-    ).all()
-    return [(row.id, row.workspace_id, utc(row.next_run_at)) for row in rows]
+    return _due_rows(conn, optimize_rules, optimize_rules.c.enabled.is_(True), "next_run_at", now)
 
 
 def claim_rule(conn: Connection, rule_id: str, planned: datetime, next_run_at: datetime) -> bool:
     """Move a due rule's next run on, unless another scheduler already did (then False)."""
-    result = conn.execute(
-        update(optimize_rules)
-        .where(optimize_rules.c.id == rule_id, optimize_rules.c.next_run_at == planned)
-        .values(next_run_at=next_run_at)
-    )
-    return result.rowcount == 1
+    return _claim(conn, optimize_rules, rule_id, "next_run_at", planned, next_run_at)
 
 
 def mark_rule_run(conn: Connection, rule_id: str, at: datetime) -> None:
@@ -315,14 +346,7 @@ def get_experiment_row(
     conn: Connection, workspace_id: str, experiment_id: str
 ) -> ExperimentRow | None:
     """One experiment of the workspace, or None."""
-    table = optimize_experiments
-    row = (
-        conn.execute(
-            select(table).where(table.c.workspace_id == workspace_id, table.c.id == experiment_id)
-        )
-        .mappings()
-        .first()
-    )
+    row = _get_row(conn, optimize_experiments, workspace_id, experiment_id)
     return None if row is None else _experiment(row)
 
 
@@ -330,11 +354,8 @@ def list_experiment_rows(
     conn: Connection, workspace_id: str, *, include_archived: bool = False
 ) -> list[ExperimentRow]:
     """The workspace's experiments, oldest first."""
-    table = optimize_experiments
-    query = select(table).where(table.c.workspace_id == workspace_id)
-    if not include_archived:
-        query = query.where(table.c.archived_at.is_(None))
-    return [_experiment(row) for row in conn.execute(query.order_by(table.c.id)).mappings()]
+    rows = _list_rows(conn, optimize_experiments, workspace_id, include_archived=include_archived)
+    return [_experiment(row) for row in rows]
 
 
 def update_experiment_row(conn: Connection, row: ExperimentRow) -> None:
@@ -364,30 +385,14 @@ def archive_experiment_row(conn: Connection, experiment_id: str, at: datetime) -
 def due_experiment_ids(conn: Connection, now: datetime) -> list[tuple[str, str, datetime]]:
     """Experiments whose bandit allocation is due: (id, workspace id, planned time)."""
     table = optimize_experiments
-    rows = conn.execute(
-        select(table.c.id, table.c.workspace_id, table.c.next_allocation_at)
-        .where(
-            table.c.status == "running",
-            table.c.archived_at.is_(None),
-            table.c.next_allocation_at.is_not(None),
-            table.c.next_allocation_at <= now,
-        )
-        .order_by(table.c.next_allocation_at)
-    ).all()
-    return [(row.id, row.workspace_id, utc(row.next_allocation_at)) for row in rows]
+    return _due_rows(conn, table, table.c.status == "running", "next_allocation_at", now)
 
 
 def claim_experiment(
     conn: Connection, experiment_id: str, planned: datetime, next_at: datetime
 ) -> bool:
     """Move a due allocation on, unless another scheduler already did (then False)."""
-    table = optimize_experiments
-    result = conn.execute(
-        update(table)
-        .where(table.c.id == experiment_id, table.c.next_allocation_at == planned)
-        .values(next_allocation_at=next_at)
-    )
-    return result.rowcount == 1
+    return _claim(conn, optimize_experiments, experiment_id, "next_allocation_at", planned, next_at)
 
 
 def add_weights(
