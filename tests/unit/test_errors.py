@@ -16,6 +16,7 @@ from perfmark.errors import (
     PayloadTooLargeError,
     PerfmarkError,
     RateLimitedError,
+    StoredObjectInvalidError,
     ValidationError,
     error_body,
 )
@@ -31,6 +32,7 @@ EXPECTED = {
     NotFoundError: ("not_found", 404),
     ConflictError: ("conflict", 409),
     IllegalTransitionError: ("illegal_transition", 409),
+    StoredObjectInvalidError: ("stored_object_invalid", 409),
     RateLimitedError: ("rate_limited", 429),
     SettingsError: ("invalid_setting", 422),
 }
