@@ -348,11 +348,13 @@ def archive_object(
         stored = store.stored(conn, principal.workspace_id, object_id)
         if stored is None:
             raise NotFoundError(f"no {kind.singular} with id {object_id!r} in this workspace")
-        if _decoded_or_none(kind, stored.spec) is None:
+        previous = _decoded_or_none(kind, stored.spec)
+        if previous is None:
             # Data that no longer validates is archived as it is: nothing uses it any more.
+            if stored.archived:
+                return stored
             return store.archive_as_stored(conn, stored, container.clock.now())
-        record = store.get(conn, principal.workspace_id, object_id)
-        assert record is not None  # read just above in this transaction
+        record = replace(stored, spec=previous)
         if record.archived:
             return record
         spec = record.spec

@@ -82,3 +82,5 @@ def test_an_object_that_no_longer_validates_can_be_archived_as_stored(
     assert body["archived_at"] is not None and body["channel"] == "carrier_pigeon"
     listed = api.get("/api/publishers")
     assert listed.status_code == 200 and publisher_id not in listed.text
+    again = api.delete(f"/api/publishers/{publisher_id}")  # archiving twice changes nothing
+    assert again.status_code == 200 and again.json()["version"] == body["version"]
