@@ -65,6 +65,7 @@ __all__ = [
     "campaign_hold",
     "campaign_holds",
     "charges_of_conversion",
+    "conversions_with_transactions",
     "delete_hold",
     "find_by_once_key",
     "follow_ups",
@@ -442,6 +443,25 @@ def get_transaction(conn: Connection, workspace_id: str, txn_id: str) -> StoredT
         ),
     )
     return found[0] if found else None
+
+
+def conversions_with_transactions(
+    conn: Connection, conversions: Iterable[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which (workspace id, conversion id) pairs have any transaction posted, in one read
+    per 500 ids (a batch of new conversions usually has none)."""
+    wanted = set(conversions)
+    ids = sorted({conversion_id for _, conversion_id in wanted})
+    found: set[tuple[str, str]] = set()
+    table = ledger_transactions
+    for start in range(0, len(ids), 500):
+        rows = conn.execute(
+            select(table.c.workspace_id, table.c.conversion_id)
+            .where(table.c.conversion_id.in_(ids[start : start + 500]))
+            .distinct()
+        ).all()
+        found.update((str(row[0]), str(row[1])) for row in rows)
+    return found & wanted
 
 
 def charges_of_conversion(

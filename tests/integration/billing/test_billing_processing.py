@@ -11,7 +11,9 @@ import duckdb
 import pytest
 
 from perfmark.adapters.lake import events_glob
+from perfmark.adapters.store.engine import transaction
 from perfmark.adapters.store.schema import billed_events
+from perfmark.billing import store
 from perfmark.billing.domain.ledger import (
     REVENUE_ACCOUNT,
     advertiser_account,
@@ -20,6 +22,7 @@ from perfmark.billing.domain.ledger import (
 )
 from perfmark.billing.domain.pricing import ExchangeRate
 from perfmark.billing.services import funds
+from perfmark.billing.services.events import BILLING_KEY
 from perfmark.billing.services.schedule import run_billing_checks
 from perfmark.costs.services import add_rates
 from perfmark.domain.events import TrackedEvent
@@ -108,8 +111,17 @@ def test_a_batch_redone_after_a_crash_posts_nothing_twice(rig: Rig) -> None:
         first.process_batch()
     committed = [item.txn.txn_id for item in rig.transactions()]
     assert len(committed) == 2  # the store committed before the crash
+    [before] = rig.conversions()
+    # The redo asks once which of the batch's conversions have ledger history.
+    ws, conversion_id = rig.workspace_id, before["id"]
+    with transaction(rig.container.engine) as conn:
+        asked = [(ws, conversion_id), (ws, "cnv_never_posted"), ("ws_other", conversion_id)]
+        assert store.conversions_with_transactions(conn, asked) == {(ws, conversion_id)}
     rig.process()  # a new processor redoes the batch
     assert [item.txn.txn_id for item in rig.transactions()] == committed
+    # The conversion as the first run left it: charged once, no billing error on it.
+    [after] = rig.conversions()
+    assert after["data"] == before["data"] and after["data"].get(BILLING_KEY) is None
     events = lake(rig)
     # Three CPC clicks, the CPA campaign's click (no click price) and its conversion.
     assert sorted((e["type"], str(e["cost"])) for e in events) == [

@@ -37,6 +37,7 @@ from perfmark.billing.services.notices import Notice, Topic, queue_notices
 from perfmark.billing.services.posting import (
     ChargeOutcome,
     ChargeResult,
+    ChargeState,
     ConversionInfo,
     approve_charge,
     charge_conversion,
@@ -245,12 +246,21 @@ def _bill_new_conversion(
     row: dict[str, Any],
     now: datetime,
     summary: BatchBilling,
+    *,
+    has_history: bool = True,
 ) -> None:
     conv = ConversionInfo.from_row(row)
     ctx = config.campaign(conv.workspace_id, conv.campaign_id) if conv.campaign_id else None
     if ctx is None:
         return
-    state = charge_state(conn, conv.workspace_id, conv.conversion_id)
+    # Only a conversion with ledger history (an earlier run of this batch, which crashed
+    # before its checkpoint, charged it) needs that history read; `_bill_conversions` asks
+    # once for the whole batch which conversions have any.
+    state = (
+        charge_state(conn, conv.workspace_id, conv.conversion_id)
+        if has_history
+        else ChargeState(live=None, approval=None, charges=0)
+    )
     if state.charge is not None:  # charged by an earlier run of this batch
         _stamp(event, state.charge, ctx.currency)
         return
@@ -319,6 +329,15 @@ def _bill_conversions(
     ]
     rows = _conversion_rows(conn, [event_id for event_id in wanted if event_id])
     remaining = Counter(wanted)
+    with_history = store.conversions_with_transactions(
+        conn,
+        [
+            (row["workspace_id"], row["id"])
+            for event in events
+            if event.type == EventType.CONVERSION.value
+            and (row := rows.get(event.event_id)) is not None
+        ],
+    )
     for event, conversion_event_id in zip(events, wanted, strict=True):
         remaining[conversion_event_id] -= 1
         row = rows.get(conversion_event_id)
@@ -327,7 +346,10 @@ def _bill_conversions(
         try:
             with conn.begin_nested():
                 if event.type == EventType.CONVERSION.value:
-                    _bill_new_conversion(conn, config, event, row, now, summary)
+                    history = (row["workspace_id"], row["id"]) in with_history
+                    _bill_new_conversion(
+                        conn, config, event, row, now, summary, has_history=history
+                    )
                 else:
                     _bill_status_event(conn, config, event, row, now, summary)
         except PerfmarkError as exc:
