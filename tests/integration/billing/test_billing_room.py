@@ -240,3 +240,33 @@ def test_a_refund_that_frees_todays_room_reopens_the_capped_campaign(
     rig.update_campaign(CPA, status="paused")  # a person's change ...
     refund(rig, api, "D-1")
     assert rig.campaign_status(CPA) == "paused"  # ... is never undone by billing
+
+
+@BOTH_STORES
+def test_in_one_batch_a_refusal_after_a_refund_reopened_the_campaign_caps_it_again(
+    rig: Rig,
+) -> None:
+    rig.update_campaign(CPA, daily_budget="60")  # 25.00 each: two fit, 10.00 left over
+    clicks = {f"E-{n}": rig.click(CPA).click_id for n in range(1, 7)}  # all while active
+
+    def sale(txid: str) -> None:
+        rig.postback(CPA, click_id=clicks[txid] or "", txid=txid, value="80", goal="sale")
+        rig.clock.advance(milliseconds=1)
+
+    for txid in ("E-1", "E-2", "E-3"):
+        sale(txid)
+    rig.process()
+    assert rig.campaign_status(CPA) == "capped"  # E-3's refusal capped it
+    # One batch: a refusal while capped, a refund that reopens, a sale that fits and one
+    # that does not.
+    sale("E-4")
+    rig.postback(CPA, txid="E-1", status="refunded", goal="sale")
+    sale("E-5")
+    sale("E-6")
+    rig.process()
+    assert statuses(rig) == {
+        "E-1": "refunded", "E-2": "pending", "E-3": "over_cap", "E-4": "over_cap",
+        "E-5": "pending", "E-6": "over_cap",
+    }  # fmt: skip
+    # The refund reopened it within the batch, and E-6's refusal caps it again.
+    assert rig.campaign_status(CPA) == "capped"

@@ -239,6 +239,10 @@ class BillingConfig:
     _advertisers: dict[str, AdvertiserBilling | None] = field(default_factory=dict)
     _zones: dict[str, str] = field(default_factory=dict)
     _templates: dict[str, str | None] = field(default_factory=dict)
+    #: (campaign, verdict, limit) whose refusal already held the campaign on this connection:
+    #: later refusals of the same kind find it held and skip re-reading it. Cleared when a
+    #: reversal reopens a campaign.
+    refusals_held: set[tuple[str, str, str | None]] = field(default_factory=set)
 
     def publisher_template(self, workspace_id: str, publisher_id: str) -> str | None:
         """The publisher's postback URL template, if it set one."""

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, select
 from perfmark.adapters.store.schema import conversions
 from perfmark.adapters.store.tracking import set_conversion_status
 from perfmark.billing import store
-from perfmark.billing.domain.budgets import Spend, period_bucket
+from perfmark.billing.domain.budgets import Decision, Spend, period_bucket
 from perfmark.billing.domain.ledger import AccountKind, Transaction, build_charge
 from perfmark.billing.domain.minor_units import round_to_minor
 from perfmark.billing.services.context import BillingConfig, CampaignBilling
@@ -171,8 +171,29 @@ def _charge_and_announce(
                 queue_notices(conn, config, conv, notice, now)
         hold_after_charge(conn, ctx, conv.ts, now)
     elif result.outcome is ChargeOutcome.REFUSED and result.decision is not None:
-        hold_after_refusal(conn, ctx, result.decision, conv.ts, now)
+        _hold_after_refusal_once(conn, config, ctx, result.decision, conv.ts, now)
     return result
+
+
+def _hold_after_refusal_once(
+    conn: Connection,
+    config: BillingConfig,
+    ctx: CampaignBilling,
+    decision: Decision,
+    at: datetime,
+    now: datetime,
+) -> None:
+    """`hold_after_refusal`, once per campaign, verdict and limit until a reopening.
+
+    Once a campaign is capped (or its advertiser's campaigns paused), every further refusal
+    of the same kind re-read the campaign to find it held: a burst of conversions over a
+    cap did that once per conversion.
+    """
+    key = (ctx.campaign_id, decision.verdict.value, decision.limit_id)
+    if key in config.refusals_held:
+        return
+    hold_after_refusal(conn, ctx, decision, at, now)
+    config.refusals_held.add(key)
 
 
 def apply_conversion_change(
@@ -201,7 +222,8 @@ def apply_conversion_change(
         reversal = reverse_charge(conn, conv.workspace_id, state, now, reason=target)
         if reversal is not None and state.charge is not None:
             freed = release_reservation(conn, ctx, conv.data.get(RESERVED_KEY), state.charge, now)
-            reopen_after_release(conn, ctx, freed, now)
+            if reopen_after_release(conn, ctx, freed, now):
+                config.refusals_held.clear()  # a later refusal must hold it again
             queue_notices(conn, config, conv, Notice(Topic.REVERSED, target, reversal.txn_id,
                                                      payout, cost), now)  # fmt: skip
         return reversal
@@ -388,6 +410,7 @@ def _traffic_groups(
 
 def _bill_traffic_group(
     conn: Connection,
+    config: BillingConfig,
     ctx: CampaignBilling,
     group: list[TrackedEvent],
     now: datetime,
@@ -451,11 +474,11 @@ def _bill_traffic_group(
         else:
             fits = 0
             if not decision.allowed:
-                hold_after_refusal(conn, ctx, decision, at, now)
+                _hold_after_refusal_once(conn, config, ctx, decision, at, now)
     if fits < len(fresh):
         refusal = decide(conn, ctx, spend(fits + 1))
         if not refusal.allowed:
-            hold_after_refusal(conn, ctx, refusal, at, now)
+            _hold_after_refusal_once(conn, config, ctx, refusal, at, now)
     elif fits:
         hold_after_charge(conn, ctx, at, now)
     decisions: dict[str, str | None] = {}
@@ -493,5 +516,5 @@ def post_billable_events(
     for key, group in _traffic_groups(config, events).items():
         ctx = config.campaign(key[0], key[1])
         assert ctx is not None
-        _bill_traffic_group(conn, ctx, group, now, summary)
+        _bill_traffic_group(conn, config, ctx, group, now, summary)
     return summary
