@@ -13,7 +13,8 @@ Prints, never asserts. Default sizes finish in a few minutes on 2 cores; add 10M
 (perfmark: parse and models; marketing-attribution-models: its preparation and models;
 nothing is kept between runs). Each step runs once; `--repeat 3` keeps the fastest of three
 runs for every tool alike (after one untimed run), which steadies the ratios on a busy
-machine. `--stages` adds
+machine; the heuristics against marketing-attribution-models also print the ratio of the
+median runs, which moves less from run to run than the fastest. `--stages` adds
 perfmark's parse and per-model times.
 
     .venv/bin/python bench/attribution.py
@@ -26,6 +27,7 @@ import argparse
 import contextlib
 import io
 import math
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -222,21 +224,27 @@ def _max_abs(tool: dict[str, float], exact: dict[str, float]) -> float:
 
 
 def timed(action: Callable[[], T], repeat: int = 1) -> tuple[T, float]:
-    """Run `action` `repeat` times; its last result and its fastest wall time.
+    """Run `action` `repeat` times; its last result and its fastest wall time."""
+    result, fastest, _median = timed_spread(action, repeat)
+    return result, fastest
+
+
+def timed_spread(action: Callable[[], T], repeat: int = 1) -> tuple[T, float, float]:
+    """Run `action` `repeat` times; its last result, its fastest and its median wall time.
 
     With `repeat` > 1 an untimed run comes first: the first run after another tool pays for
     the state that tool left (its allocator's heap, its thread pool), which here made
     perfmark's 1M-journey runs after marketing-attribution-models' up to 2.5x slower.
     """
-    fastest = math.inf
+    times = []
     with contextlib.redirect_stdout(io.StringIO()):
         if repeat > 1:
             action()
         for _ in range(repeat):
             started = time.perf_counter()
             result = action()
-            fastest = min(fastest, time.perf_counter() - started)
-    return result, fastest
+            times.append(time.perf_counter() - started)
+    return result, min(times), statistics.median(times)
 
 
 @contextlib.contextmanager
@@ -332,7 +340,9 @@ def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any,
 
         # Heuristics: perfmark's first, last, linear versus ChannelAttribution's heuristic_models.
         # Timed as one step (parse and the three models each run), like every perfmark figure.
-        heuristics, pm_heur = best(lambda: perfmark_heuristics(frame))
+        heuristics, pm_heur, pm_heur_median = timed_spread(
+            lambda: perfmark_heuristics(frame), args.repeat
+        )
         rows.append(("perfmark heuristics (parse + first/last/linear)", pm_heur, ""))
         exact_heur = {r.model: r.conversions_by_channel() for r in heuristics}
         exact_heur_value = {r.model: r.value_by_channel() for r in heuristics}
@@ -435,7 +445,7 @@ def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any,
                 return model.run_first_click(), model.run_last_click(), model.run_linear()
 
             # Timed as one step (its preparation and the three models each run), like perfmark.
-            mam_outs, mam_heur_s = best(mam_heuristics)
+            mam_outs, mam_heur_s, mam_heur_median = timed_spread(mam_heuristics, args.repeat)
             diff = 0.0
             for ours, out in zip(("first_touch", "last_touch", "linear"), mam_outs, strict=True):
                 diff = max(diff, _max_abs(mam_credits(out), exact_heur[ours]))
@@ -443,7 +453,10 @@ def run_size(label: str, frame: pd.DataFrame, args: argparse.Namespace, ca: Any,
                 (
                     "marketing-attribution-models heuristics (prep + first/last/linear)",
                     mam_heur_s,
-                    f"ratio {fmt_ratio(mam_heur_s, pm_heur)}; max |credit diff| {diff:.2e}",
+                    f"ratio {fmt_ratio(mam_heur_s, pm_heur)} (of medians "
+                    f"{fmt_ratio(mam_heur_median, pm_heur_median).strip()}: "
+                    f"{mam_heur_median * 1e3:.1f} vs {pm_heur_median * 1e3:.1f} ms); "
+                    f"max |credit diff| {diff:.2e}",
                 )
             )
             mam_markov, mam_markov_s = best(lambda: mam_model().run_markov())
