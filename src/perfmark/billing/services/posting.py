@@ -295,7 +295,10 @@ def _rates(conn: Connection, workspace_id: str) -> RateTable:
 def _quote(conn: Connection, ctx: CampaignBilling, conv: ConversionInfo) -> Quote:
     currency = conv.currency or ctx.currency
     value = Money(conv.value if conv.value is not None else Decimal(0), currency)
-    volume = store.read_counters(conn, [_volume_key(ctx, conv)]).get(_volume_key(ctx, conv), 0)
+    volume = 0
+    if any(rule.tiers for rule in ctx.spec.pricing):  # only tiers depend on the volume
+        key = _volume_key(ctx, conv)
+        volume = store.read_counters(conn, [key]).get(key, 0)
     return quote_event(
         ctx.spec.pricing,
         event=BillableEvent.CONVERSION,
