@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,12 +63,7 @@ class ResourceStore(Generic[SpecT]):
         For the updates that repair an object whose data no longer passes validation.
         """
         row = self._row(conn, workspace_id, object_id)
-        if row is None:
-            return None
-        data = row["data"]
-        if isinstance(data, str):  # a database without a JSON type returns the text
-            data = json.loads(data)
-        return _with_spec(row, dict(data or {}))
+        return None if row is None else _with_spec(row, dict(row["data"]))
 
     def insert(
         self,

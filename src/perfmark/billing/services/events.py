@@ -269,7 +269,7 @@ def _bill_new_conversion(
     now: datetime,
     summary: BatchBilling,
     *,
-    has_history: bool = True,
+    has_history: bool,
 ) -> None:
     conv = ConversionInfo.from_row(row)
     ctx = config.campaign(conv.workspace_id, conv.campaign_id) if conv.campaign_id else None
