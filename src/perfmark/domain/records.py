@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-__all__ = ["Page", "Record"]
+__all__ = ["InvalidRecord", "Page", "Record"]
 
 SpecT = TypeVar("SpecT")
 ItemT = TypeVar("ItemT")
@@ -31,8 +31,19 @@ class Record(Generic[SpecT]):
 
 
 @dataclass(frozen=True)
+class InvalidRecord:
+    """An object a list left out because its stored data no longer passes validation."""
+
+    id: str
+    message: str  #: names the field and the rule, and how to repair it
+    field: str | None
+
+
+@dataclass(frozen=True)
 class Page(Generic[ItemT]):
     """One page of a list, with the cursor that fetches the next one (None at the end)."""
 
     items: tuple[ItemT, ...]
     next_cursor: str | None
+    #: Objects of this page left out of `items` (their stored data no longer validates).
+    invalid: tuple[InvalidRecord, ...] = ()

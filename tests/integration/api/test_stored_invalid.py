@@ -1,4 +1,5 @@
-"""An object whose stored data no longer validates: a clear 409 on reads, repaired by a PATCH.
+"""An object whose stored data no longer validates: a clear 409 on reads, left out of lists
+(and named there), repaired by a PATCH.
 
 Such data comes from a release that added a rule the object breaks, or from an edit in the
 database. Before, every read and every PATCH of it answered 422, so it could not be fixed.
@@ -40,12 +41,23 @@ def test_reads_name_the_object_and_field_and_a_patch_repairs_it(
     _store(container, campaigns, campaign_id, daily_budget="-5")
     assert slug not in load_snapshot(container.engine).links
 
-    for path in (f"/api/campaigns/{campaign_id}", "/api/campaigns"):
-        response = api.get(path)
-        assert response.status_code == 409
-        error = _error(response)
-        assert error["code"] == "stored_object_invalid" and error["field"] == "daily_budget"
-        assert campaign_id in error["message"] and "PATCH" in error["message"]
+    response = api.get(f"/api/campaigns/{campaign_id}")
+    assert response.status_code == 409
+    error = _error(response)
+    assert error["code"] == "stored_object_invalid" and error["field"] == "daily_budget"
+    assert campaign_id in error["message"] and "PATCH" in error["message"]
+    # A list leaves it out and names it, with the same message.
+    listed = api.get("/api/campaigns")
+    assert listed.status_code == 200
+    assert campaign_id not in [item["id"] for item in listed.json()["data"]]
+    assert listed.json()["invalid"] == [
+        {
+            "id": campaign_id,
+            "code": "stored_object_invalid",
+            "message": error["message"],
+            "field": "daily_budget",
+        }
+    ]
 
     # A change that leaves the broken field broken is refused, naming that field.
     unrelated = api.patch(f"/api/campaigns/{campaign_id}", json={"name": "Renamed"})
@@ -55,7 +67,8 @@ def test_reads_name_the_object_and_field_and_a_patch_repairs_it(
     assert repaired.status_code == 200, repaired.text
     assert repaired.json()["daily_budget"] == "25" and repaired.json()["name"] == "Spring"
     assert api.get(f"/api/campaigns/{campaign_id}").json()["version"] == 2
-    assert api.get("/api/campaigns").status_code == 200
+    listed = api.get("/api/campaigns").json()
+    assert listed["invalid"] == [] and campaign_id in [item["id"] for item in listed["data"]]
     assert slug in load_snapshot(container.engine).links
 
 
@@ -75,12 +88,31 @@ def test_an_object_that_no_longer_validates_can_be_archived_as_stored(
 ) -> None:
     publisher_id = graph["publisher"]["id"]
     _store(container, publishers, publisher_id, channel="carrier_pigeon")
-    assert api.get("/api/publishers").status_code == 409
+    before = api.get("/api/publishers").json()
+    assert [entry["id"] for entry in before["invalid"]] == [publisher_id]
+    assert before["invalid"][0]["field"] == "channel"
     archived = api.delete(f"/api/publishers/{publisher_id}")
     assert archived.status_code == 200, archived.text
     body = archived.json()
     assert body["archived_at"] is not None and body["channel"] == "carrier_pigeon"
     listed = api.get("/api/publishers")
     assert listed.status_code == 200 and publisher_id not in listed.text
+    assert listed.json()["invalid"] == []  # archived objects are not listed by default
     again = api.delete(f"/api/publishers/{publisher_id}")  # archiving twice changes nothing
     assert again.status_code == 200 and again.json()["version"] == body["version"]
+
+
+def test_paging_goes_past_an_invalid_object(
+    api: TestClient, graph: dict[str, dict[str, Any]], container: Container
+) -> None:
+    first = graph["publisher"]["id"]
+    second = api.post("/api/publishers", json={"name": "Second", "channel": "native"})
+    assert second.status_code == 201, second.text
+    _store(container, publishers, first, channel="carrier_pigeon")
+
+    page = api.get("/api/publishers", params={"limit": 1}).json()
+    assert page["data"] == [] and [entry["id"] for entry in page["invalid"]] == [first]
+    assert page["next_cursor"] == first
+    rest = api.get("/api/publishers", params={"limit": 1, "cursor": first}).json()
+    assert [item["id"] for item in rest["data"]] == [second.json()["id"]]
+    assert rest["invalid"] == [] and rest["next_cursor"] is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from perfmark.adapters.store.codec import decode_spec, encode_spec, storable_text
 from perfmark.adapters.store.schema import config_version
 from perfmark.clock import utc
-from perfmark.domain.records import Page, Record
+from perfmark.domain.records import InvalidRecord, Page, Record
 from perfmark.errors import ConflictError, StoredObjectInvalidError, ValidationError
 from perfmark.ids import new_id
 
@@ -21,6 +22,8 @@ __all__ = ["ResourceKind", "ResourceStore", "bump_config_version", "read_config_
 
 SpecT = TypeVar("SpecT")
 ItemT = TypeVar("ItemT")
+
+logger = logging.getLogger("perfmark.store")
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,10 @@ class ResourceStore(Generic[SpecT]):
         limit: int = 50,
         include_archived: bool = False,
     ) -> Page[Record[SpecT]]:
-        """A page of objects in id (= creation) order, after `cursor` when given."""
+        """A page of objects in id (= creation) order, after `cursor` when given.
+
+        Objects whose stored data no longer validates are in `invalid`, not `items`.
+        """
         if cursor is not None and not storable_text(cursor):
             raise ValidationError(
                 f"cursor {cursor[:64]!r} is not a cursor this API returned; pass next_cursor "
@@ -157,9 +163,18 @@ class ResourceStore(Generic[SpecT]):
         if cursor:
             query = query.where(self.table.c.id > cursor)
         rows = conn.execute(query.order_by(self.table.c.id).limit(limit + 1)).mappings().all()
-        items = tuple(self._record(row) for row in rows[:limit])
-        next_cursor = items[-1].id if len(rows) > limit and items else None
-        return Page(items, next_cursor)
+        # An object that no longer validates is left out and named, so that one broken object
+        # does not make the whole list (and every job that reads it) unusable.
+        items: list[Record[SpecT]] = []
+        invalid: list[InvalidRecord] = []
+        for row in rows[:limit]:
+            try:
+                items.append(self._record(row))
+            except StoredObjectInvalidError as error:
+                logger.warning("left out of a list of %s: %s", self.kind.name, error.message)
+                invalid.append(InvalidRecord(row["id"], error.message, error.field))
+        next_cursor = rows[limit - 1]["id"] if len(rows) > limit else None
+        return Page(tuple(items), next_cursor, tuple(invalid))
 
     def replace(
         self,

@@ -191,6 +191,15 @@ def _add_kind_routes(router: APIRouter, kind: ResourceKind[Any]) -> None:
         return {
             "data": [record_to_json(container, kind, record) for record in page.items],
             "next_cursor": page.next_cursor,
+            "invalid": [
+                {
+                    "id": entry.id,
+                    "code": "stored_object_invalid",
+                    "message": entry.message,
+                    "field": entry.field,
+                }
+                for entry in page.invalid
+            ],
         }
 
     _with_signature(

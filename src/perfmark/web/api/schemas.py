@@ -13,7 +13,14 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-__all__ = ["ErrorBody", "create_model_for", "list_model_for", "output_model_for", "patch_model_for"]
+__all__ = [
+    "ErrorBody",
+    "InvalidObject",
+    "create_model_for",
+    "list_model_for",
+    "output_model_for",
+    "patch_model_for",
+]
 
 
 class _Strict(BaseModel):
@@ -78,10 +85,20 @@ def output_model_for(
     return create_model(name, **fields)
 
 
+class InvalidObject(BaseModel):
+    """An object a list left out: its stored data no longer passes validation."""
+
+    id: str
+    code: str = "stored_object_invalid"
+    message: str
+    field: str | None = None
+
+
 def list_model_for(item_model: type[BaseModel]) -> type[BaseModel]:
-    """A page of objects and the cursor of the next page."""
+    """A page of objects, the cursor of the next page, and the objects left out as invalid."""
     fields: dict[str, Any] = {
         "data": (list[item_model], ...),  # type: ignore[valid-type]
         "next_cursor": (str | None, None),
+        "invalid": (list[InvalidObject], []),
     }
     return create_model(f"{item_model.__name__}List", **fields)
