@@ -179,3 +179,45 @@ def test_autopilot_still_refuses_bounds_for_a_campaign_not_allocated(
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == "min_spend"
     assert seeded.campaigns["other"] in response.json()["error"]["message"]
+
+
+def test_the_curves_are_read_against_each_days_landing_page_mix(
+    api: TestClient, seeded: Seeded
+) -> None:
+    # Over two weeks a page converting twice as well takes over the rotation: the
+    # recommendation names each page's relative rate, compared within campaign-days.
+    events: list[Any] = []
+    for back in range(1, 15):
+        day = NOW - timedelta(days=back)
+        new_share = (14 - back) / 13
+        for name in ("good", "bad"):
+            for page, share, rate in (("lp-old", 1 - new_share, 0.05), ("lp-new", new_share, 0.10)):
+                clicks = round(200 * share)
+                events += traffic(seeded, name, "p1", day, clicks, round(clicks * rate),
+                                  landing_page=page)  # fmt: skip
+    write_lake(seeded.container, events)
+    ids = [seeded.campaigns["good"], seeded.campaigns["bad"]]
+    body = api.post("/api/recommendations/budget",
+                    json={"total_budget": "300", "campaign_ids": ids}).json()  # fmt: skip
+    effects = body["page_effects"]
+    assert set(effects) == {"lp-old", "lp-new"}
+    assert effects["lp-new"] / effects["lp-old"] == pytest.approx(2.0, rel=0.1)
+    # Spend was 200 every day; conversions rose from 10 to 20 a day with the mix alone. The
+    # curves describe today's mix (all lp-new): 20 a day at 200, not the history's mean of 15.
+    for curve in body["curves"]:
+        at_200 = _value(curve["model"], curve["params"], 200.0)
+        assert at_200 == pytest.approx(20.0, rel=0.1), curve
+    # Revenue (50 a conversion) likewise: 1000 a day with today's pages.
+    revenue = api.post("/api/recommendations/budget",
+                       json={"total_budget": "300", "campaign_ids": ids,
+                             "objective": "revenue"}).json()  # fmt: skip
+    for curve in revenue["curves"]:
+        assert _value(curve["model"], curve["params"], 200.0) == pytest.approx(1000.0, rel=0.1)
+
+
+def test_a_single_landing_page_needs_no_adjustment(api: TestClient, seeded: Seeded) -> None:
+    _curve_history(seeded)
+    ids = [seeded.campaigns[name] for name in ("good", "bad")]
+    body = api.post("/api/recommendations/budget",
+                    json={"total_budget": "100", "campaign_ids": ids}).json()  # fmt: skip
+    assert body["page_effects"] == {}

@@ -74,6 +74,10 @@ class CampaignHistory:
     campaign_id: str
     spend: Sequence[float | int | Decimal]
     conversions: Sequence[float | int | Decimal]
+    #: Each day's conversions per click relative to today's (`page_mix`): a day's mean is
+    #: exposure x f(spend), so a curve is not credited with what a page change brought.
+    #: None: 1 every day.
+    exposure: Sequence[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class _GridPosterior:
     history: CampaignHistory
     spend: FloatArray
     conversions: FloatArray
+    exposure: FloatArray
     ec50: FloatArray
     loglik: FloatArray  #: (shapes, ec50s), including the ec50 prior
 
@@ -93,21 +98,24 @@ def _saturation(spend: FloatArray, ec50: FloatArray, shape: FloatArray) -> Float
     return np.asarray(ratio / (1.0 + ratio), dtype=np.float64)
 
 
-def _grid_posterior(history: CampaignHistory, spend: FloatArray, y: FloatArray) -> _GridPosterior:
+def _grid_posterior(
+    history: CampaignHistory, spend: FloatArray, y: FloatArray, exposure: FloatArray
+) -> _GridPosterior:
     positive = spend[spend > 0]
     reference = float(np.median(positive))
     ec50 = reference * _EC50_GRID_RELATIVE
     ec50 = ec50[ec50 <= MAX_EC50_SPEND_FACTOR * float(positive.max())]
     g = _saturation(spend[None, None, :], ec50[None, :, None], _SHAPE_GRID[:, None, None])
     total = float(y.sum())
-    # Poisson likelihood with ymax ~ Gamma(a, 0) integrated out (terms constant over the grid
-    # dropped): sum y log g + lgamma(a + Y) - (a + Y) log sum g.
+    # Poisson likelihood of y ~ ymax e g, with ymax ~ Gamma(a, 0) integrated out (terms
+    # constant over the grid dropped): sum y log g + lgamma(a + Y) - (a + Y) log sum e g.
     with np.errstate(divide="ignore"):
         log_g = np.where(y > 0, np.log(np.maximum(g, 1e-300)), 0.0)
-    loglik = (y * log_g).sum(axis=2) - (_YMAX_PRIOR_SHAPE + total) * np.log(g.sum(axis=2))
+    weighted = (g * exposure).sum(axis=2)
+    loglik = (y * log_g).sum(axis=2) - (_YMAX_PRIOR_SHAPE + total) * np.log(weighted)
     loglik += float(gammaln(_YMAX_PRIOR_SHAPE + total))
     log_prior = -0.5 * (np.log(ec50 / reference) / EC50_PRIOR_SD) ** 2
-    return _GridPosterior(history, spend, y, ec50, loglik + log_prior[None, :])
+    return _GridPosterior(history, spend, y, exposure, ec50, loglik + log_prior[None, :])
 
 
 def _shape_priors(parts: Sequence[_GridPosterior]) -> list[FloatArray]:
@@ -144,7 +152,8 @@ def _draw(
     ec50_step = math.log(float(part.ec50[1] / part.ec50[0])) if part.ec50.size > 1 else 0.0
     shape = _SHAPE_GRID[shape_index] * np.exp(rng.uniform(-0.5, 0.5, count) * shape_step)
     ec50 = part.ec50[ec50_index] * np.exp(rng.uniform(-0.5, 0.5, count) * ec50_step)
-    exposure = _saturation(part.spend[None, :], ec50[:, None], shape[:, None]).sum(axis=1)
+    saturation = _saturation(part.spend[None, :], ec50[:, None], shape[:, None])
+    exposure = (saturation * part.exposure[None, :]).sum(axis=1)
     ymax = rng.gamma(_YMAX_PRIOR_SHAPE + float(part.conversions.sum()), 1.0 / exposure)
     return np.column_stack([ymax, ec50, shape])
 
@@ -164,6 +173,25 @@ def _summary_curve(draws: FloatArray, top_spend: float) -> tuple[float, float, f
     result = least_squares(residuals, start, method="trf", x_scale=1.0)
     ymax, ec50, shape = (float(v) for v in np.exp(result.x))
     return ymax, ec50, shape
+
+
+def _exposure(history: CampaignHistory, days: int) -> FloatArray:
+    if history.exposure is None:
+        return np.ones(days)
+    exposure = np.asarray([float(v) for v in history.exposure], dtype=np.float64)
+    if exposure.size != days:
+        raise ValidationError(
+            f"campaign {history.campaign_id!r}: exposure has {exposure.size} days but spend "
+            f"has {days}; give one value per day in both",
+            field="exposure",
+        )
+    if not np.all(np.isfinite(exposure) & (exposure > 0)):
+        raise ValidationError(
+            f"campaign {history.campaign_id!r}: exposure is {exposure.tolist()}; every day's "
+            "must be a finite number > 0",
+            field="exposure",
+        )
+    return exposure
 
 
 def fit_conversion_curves(
@@ -202,7 +230,7 @@ def fit_conversion_curves(
                 draws=draws,
             )
             continue
-        parts.append(_grid_posterior(history, spend, conversions))
+        parts.append(_grid_posterior(history, spend, conversions, _exposure(history, spend.size)))
     for part, shape_prior in zip(parts, _shape_priors(parts), strict=True):
         samples = _draw(part, shape_prior, draws, rng)
         top = float(part.spend.max())

@@ -2,7 +2,9 @@
 
 History is read by click date (a conversion counts on the day of the click that bought
 it, so each day's outcome belongs to that day's spend), over the last `history_days`
-complete local days. The autopilot then sets each campaign's daily budget to the best split
+complete local days. Each day's outcome is weighed against the campaign's landing-page mix
+of that day (`perfmark.optimize.domain.page_mix`), so that a page test running beside the
+budgets is not mistaken for a return on spend. The autopilot then sets each campaign's daily budget to the best split
 within `max_change_pct` of its budget at the start of the local day, however often it runs
 that day.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
@@ -37,6 +39,7 @@ from perfmark.optimize.domain.autopilot import (
     AutopilotPlan,
     autopilot_step,
 )
+from perfmark.optimize.domain.page_mix import MixCell, PageMix, fit_page_mix
 from perfmark.optimize.domain.response_curves import (
     OutcomeMetric,
     ResponseCurve,
@@ -58,6 +61,7 @@ __all__ = [
     "CurveSummary",
     "apply_budget_autopilot",
     "campaign_history",
+    "page_mix",
     "parse_budget_request",
     "recommend_budget",
 ]
@@ -166,6 +170,9 @@ class BudgetRecommendation:
     current_budgets: Mapping[str, Decimal | None]
     first_day: date
     last_day: date
+    #: Each landing page's conversions per click relative to the history's average, which
+    #: the curves were adjusted for (empty with a single page: nothing to adjust).
+    page_effects: Mapping[str, float] = field(default_factory=dict)
 
 
 def _campaigns(
@@ -204,8 +211,8 @@ def campaign_history(
     objective: Objective,
     goal: str | None,
     currency: str,
-) -> dict[str, list[tuple[Decimal, Decimal]]]:
-    """Each campaign's (spend, outcome) per day with any traffic, oldest first."""
+) -> dict[str, list[tuple[date, Decimal, Decimal]]]:
+    """Each campaign's (day, spend, outcome) per day with any traffic, oldest first."""
     outcome = "revenue" if objective is Objective.REVENUE else "conversions"
     query = MetricQuery(
         workspace_id=workspace_id,
@@ -218,14 +225,57 @@ def campaign_history(
         date_basis=DateBasis.CLICK,
         currency=currency,
     )
-    history: dict[str, list[tuple[str, Decimal, Decimal]]] = {cid: [] for cid in campaign_ids}
+    history: dict[str, list[tuple[date, Decimal, Decimal]]] = {cid: [] for cid in campaign_ids}
     for (campaign_id, day), values in grouped_metrics(container, query).items():
         if campaign_id in history:
-            history[campaign_id].append((day, values["cost"], max(values[outcome], Decimal(0))))
-    return {
-        cid: [(spend, result) for _day, spend, result in sorted(rows)]
-        for cid, rows in history.items()
-    }
+            history[campaign_id].append(
+                (_day(day), values["cost"], max(values[outcome], Decimal(0)))
+            )
+    return {cid: sorted(rows) for cid, rows in history.items()}
+
+
+def page_mix(
+    container: Container,
+    workspace_id: str,
+    campaign_ids: tuple[str, ...],
+    days: tuple[date, date],
+    *,
+    goal: str | None,
+) -> PageMix:
+    """The campaigns' clicks and conversions by day and landing page, fitted (`fit_page_mix`)."""
+    query = MetricQuery(
+        workspace_id=workspace_id,
+        start=days[0],
+        end=days[1],
+        dimensions=("campaign", "day", "landing_page"),
+        metrics=("clicks", "conversions"),
+        filters={"campaign": campaign_ids},
+        goal=goal,
+        date_basis=DateBasis.CLICK,
+    )
+    cells = [
+        MixCell(
+            campaign_id,
+            _day(day),
+            page or None,
+            float(max(values["clicks"], Decimal(0))),
+            float(max(values["conversions"], Decimal(0))),
+        )
+        for (campaign_id, day, page), values in grouped_metrics(container, query).items()
+    ]
+    return fit_page_mix(cells)
+
+
+def _day(text: str) -> date:
+    return date.fromisoformat(text[:10])
+
+
+def _exposures(
+    mix: PageMix, campaign_id: str, rows: list[tuple[date, Decimal, Decimal]]
+) -> list[float]:
+    # A day with spend but no click through a page (cost without clicks) keeps exposure 1.
+    days = mix.exposures.get(campaign_id, {})
+    return [days.get(day, 1.0) for day, _spend, _result in rows]
 
 
 def _history_days(
@@ -266,6 +316,7 @@ def recommend_budget(
         goal=request.goal,
         currency=currencies.pop(),
     )
+    mix = page_mix(container, principal.workspace_id, ids, days, goal=request.goal)
     generator = rng or np.random.default_rng()
     metric = OutcomeMetric(request.objective.value)
     curves: list[ResponseCurve] = []
@@ -275,8 +326,9 @@ def recommend_budget(
             [
                 CampaignHistory(
                     campaign_id,
-                    [float(spend) for spend, _ in history[campaign_id]],
-                    [float(result) for _, result in history[campaign_id]],
+                    [float(spend) for _, spend, _ in history[campaign_id]],
+                    [float(result) for _, _, result in history[campaign_id]],
+                    _exposures(mix, campaign_id, history[campaign_id]),
                 )
                 for campaign_id in ids
             ],
@@ -286,10 +338,12 @@ def recommend_budget(
     else:
         for campaign_id in ids:
             rows = history[campaign_id]
+            exposure = _exposures(mix, campaign_id, rows)
             curves.append(
                 fit_response_curve(
-                    [float(spend) for spend, _ in rows],
-                    [float(result) for _, result in rows],
+                    [float(spend) for _, spend, _ in rows],
+                    # Revenue as today's page mix would have brought it.
+                    [float(result) / e for (_, _, result), e in zip(rows, exposure, strict=True)],
                     rng=generator,
                     metric=metric,
                     campaign_id=campaign_id,
@@ -331,6 +385,9 @@ def recommend_budget(
         current_budgets={record.id: record.spec.daily_budget for record in records},
         first_day=days[0],
         last_day=days[1],
+        page_effects={
+            page or "": effect for page, effect in mix.effects.items() if len(mix.effects) > 1
+        },
     )
 
 

@@ -174,6 +174,7 @@ def budget_json(recommendation: BudgetRecommendation) -> dict[str, Any]:
         "allocation": jsonable(recommendation.allocation),
         "curves": jsonable(recommendation.curves),
         "current_budgets": jsonable(dict(recommendation.current_budgets)),
+        "page_effects": dict(recommendation.page_effects),
     }
 
 
