@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from perfmark.dashboard.instructions import campaign_instructions
 from perfmark.dashboard.services import (
     CampaignRow,
+    Listing,
     Overview,
     PartnerRow,
     advertiser_rows,
@@ -21,7 +22,7 @@ from perfmark.dashboard.services import (
 from perfmark.reports.domain.catalog import METRICS
 from perfmark.services.container import Container
 from perfmark.web.api.deps import CurrentPrincipal, get_container
-from perfmark.web.api.resources import ERROR_RESPONSES
+from perfmark.web.api.resources import ERROR_RESPONSES, invalid_json
 
 __all__ = [
     "build_dashboard_api_router",
@@ -84,10 +85,11 @@ def overview_to_json(data: Overview) -> dict[str, Any]:
     }
 
 
-def campaigns_to_json(rows: tuple[CampaignRow, ...], currency: str) -> dict[str, Any]:
-    """The campaigns page's list."""
+def campaigns_to_json(listing: Listing[CampaignRow]) -> dict[str, Any]:
+    """The campaigns page's list (and the campaigns left out as invalid)."""
     return {
-        "currency": currency,
+        "currency": listing.currency,
+        "invalid": invalid_json(listing.invalid),
         "data": [
             {
                 "id": row.record.id,
@@ -98,15 +100,16 @@ def campaigns_to_json(rows: tuple[CampaignRow, ...], currency: str) -> dict[str,
                 "advertiser_name": row.advertiser_name,
                 "metrics": _metrics(row.metrics),
             }
-            for row in rows
+            for row in listing.rows
         ],
     }
 
 
-def partners_to_json(rows: tuple[PartnerRow, ...], currency: str) -> dict[str, Any]:
-    """The publishers or advertisers page's list."""
+def partners_to_json(listing: Listing[PartnerRow]) -> dict[str, Any]:
+    """The publishers or advertisers page's list (and those left out as invalid)."""
     return {
-        "currency": currency,
+        "currency": listing.currency,
+        "invalid": invalid_json(listing.invalid),
         "data": [
             {
                 "id": row.id,
@@ -115,7 +118,7 @@ def partners_to_json(rows: tuple[PartnerRow, ...], currency: str) -> dict[str, A
                 "detail": row.detail,
                 "metrics": _metrics(row.metrics),
             }
-            for row in rows
+            for row in listing.rows
         ],
     }
 
@@ -139,8 +142,7 @@ def build_dashboard_api_router() -> APIRouter:
         status: Annotated[str | None, Query(max_length=16)] = None,
     ) -> Any:
         period = period_ending_today(container, principal, days)
-        rows, currency = campaign_rows(container, principal, period, status=status)
-        return campaigns_to_json(rows, currency)
+        return campaigns_to_json(campaign_rows(container, principal, period, status=status))
 
     @router.get(
         "/campaigns/{campaign_id}/instructions",
@@ -156,13 +158,13 @@ def build_dashboard_api_router() -> APIRouter:
         container: ContainerDep, principal: CurrentPrincipal, days: DaysParam = 30
     ) -> Any:
         period = period_ending_today(container, principal, days)
-        return partners_to_json(*publisher_rows(container, principal, period))
+        return partners_to_json(publisher_rows(container, principal, period))
 
     @router.get("/advertisers", summary="Advertisers with conversions, spend and revenue")
     def advertisers_json(
         container: ContainerDep, principal: CurrentPrincipal, days: DaysParam = 30
     ) -> Any:
         period = period_ending_today(container, principal, days)
-        return partners_to_json(*advertiser_rows(container, principal, period))
+        return partners_to_json(advertiser_rows(container, principal, period))
 
     return router

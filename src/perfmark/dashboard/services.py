@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from perfmark.adapters.store.kinds import ADVERTISERS, CAMPAIGNS, GOALS, LINKS, OFFERS, PUBLISHERS
@@ -17,7 +17,7 @@ from perfmark.domain.accounts import WRITE_ROLES, Role
 from perfmark.domain.campaigns import CampaignSpec
 from perfmark.domain.links import TrackingLinkSpec, tracking_url
 from perfmark.domain.parties import AdvertiserSpec, PublisherSpec
-from perfmark.domain.records import Record
+from perfmark.domain.records import InvalidRecord, Record
 from perfmark.errors import ForbiddenError, ValidationError
 from perfmark.reports.api import scoped_filters
 from perfmark.reports.domain.request import ReportRequest, parse_report_request
@@ -32,6 +32,7 @@ __all__ = [
     "EditorOptions",
     "Kpi",
     "LinkRow",
+    "Listing",
     "Overview",
     "PartnerRow",
     "Period",
@@ -57,6 +58,22 @@ TOP_CAMPAIGNS = 5
 LIST_LIMIT = 200
 #: How old the figures a page shows may be while newer ones are computed (seconds).
 PAGE_STALE_S = 30.0
+
+_Row = TypeVar("_Row")
+
+
+@dataclass(frozen=True)
+class Listing(Generic[_Row]):
+    """A list page's rows, the currency of their figures, and the objects it had to leave out.
+
+    `invalid` names the objects whose stored data no longer passes validation: the page says
+    so, rather than hiding them or failing as a whole.
+    """
+
+    rows: tuple[_Row, ...]
+    currency: str
+    invalid: tuple[InvalidRecord, ...] = ()
+
 
 _LABELS = {
     "cost": "Spend",
@@ -276,7 +293,7 @@ def _names(container: Container, principal: Principal, kind: Any) -> dict[str, s
 
 def campaign_rows(
     container: Container, principal: Principal, period: Period, *, status: str | None = None
-) -> tuple[tuple[CampaignRow, ...], str]:
+) -> Listing[CampaignRow]:
     """The caller's campaigns with clicks, conversions, spend, revenue, CPA and ROAS."""
     require_roles(principal, staff_roles() | {Role.ADVERTISER}, "campaigns")
     filters = {"status": status} if status else None
@@ -292,7 +309,7 @@ def campaign_rows(
         )
         for record in page.items
     )
-    return rows, report.currency
+    return Listing(rows, report.currency, page.invalid)
 
 
 @dataclass(frozen=True)
@@ -317,7 +334,7 @@ def _partner_rows(
     kind: ResourceKind[_PartySpec],
     metrics: tuple[str, ...],
     detail: Callable[[_PartySpec], str],
-) -> tuple[tuple[PartnerRow, ...], str]:
+) -> Listing[PartnerRow]:
     """The caller's partners of one kind, each with its figures (report by `kind.singular`)."""
     page = catalog.list_objects(container, principal, kind, limit=LIST_LIMIT)
     report = _report(container, principal, period, metrics, (kind.singular,))
@@ -333,12 +350,12 @@ def _partner_rows(
         for record in page.items
         if isinstance(record.spec, kind.spec_type)
     )
-    return rows, report.currency
+    return Listing(rows, report.currency, page.invalid)
 
 
 def publisher_rows(
     container: Container, principal: Principal, period: Period
-) -> tuple[tuple[PartnerRow, ...], str]:
+) -> Listing[PartnerRow]:
     """Publishers (a publisher user: only itself) with clicks, conversions and earnings."""
     require_roles(principal, staff_roles() | {Role.PUBLISHER}, "publishers and payouts")
     return _partner_rows(
@@ -353,7 +370,7 @@ def publisher_rows(
 
 def advertiser_rows(
     container: Container, principal: Principal, period: Period
-) -> tuple[tuple[PartnerRow, ...], str]:
+) -> Listing[PartnerRow]:
     """Advertisers (an advertiser user: only itself) with conversions, spend and revenue."""
     require_roles(principal, staff_roles() | {Role.ADVERTISER}, "advertisers and invoices")
     return _partner_rows(

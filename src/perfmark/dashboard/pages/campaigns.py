@@ -172,7 +172,7 @@ def add_routes(router: APIRouter) -> None:
     ) -> Response:
         principal = session.principal
         period = period_ending_today(container, principal, days)
-        rows, currency = campaign_rows(container, principal, period, status=status or None)
+        listing = campaign_rows(container, principal, period, status=status or None)
         return render(
             request,
             "campaigns.html",
@@ -180,8 +180,9 @@ def add_routes(router: APIRouter) -> None:
                 request,
                 "campaigns",
                 "Campaigns",
-                rows=rows,
-                currency=currency,
+                rows=listing.rows,
+                invalid=listing.invalid,
+                currency=listing.currency,
                 days=days,
                 status=status or "",
                 statuses=[s.value for s in CampaignStatus],

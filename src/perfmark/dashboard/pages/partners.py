@@ -13,6 +13,7 @@ from perfmark.dashboard.pages.common import ContainerDep, DaysQuery, page_contex
 from perfmark.dashboard.rendering import render
 from perfmark.dashboard.routing import CurrentSession
 from perfmark.dashboard.services import (
+    Listing,
     PartnerRow,
     Period,
     advertiser_rows,
@@ -37,7 +38,7 @@ class _PartnerPage:
     own_role: Role
     own_key: str
     own_title: str
-    rows: Callable[[Container, Principal, Period], tuple[tuple[PartnerRow, ...], str]]
+    rows: Callable[[Container, Principal, Period], Listing[PartnerRow]]
     statement_kind: StatementKind
     metric_names: tuple[str, ...]
 
@@ -70,7 +71,8 @@ def _render_partners(
     request: Request, container: Container, principal: Principal, days: int, page: _PartnerPage
 ) -> Response:
     period = period_ending_today(container, principal, days)
-    rows, currency = page.rows(container, principal, period)
+    listing = page.rows(container, principal, period)
+    rows = listing.rows
     own = principal.role is page.own_role
     return render(
         request,
@@ -82,7 +84,8 @@ def _render_partners(
             party=page.party,
             rows=rows,
             party_names={r.id: r.name for r in rows},
-            currency=currency,
+            invalid=listing.invalid,
+            currency=listing.currency,
             period=period,
             days=days,
             balances=party_balances(container, principal),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query
@@ -21,7 +21,7 @@ from perfmark.adapters.store.codec import decode_spec, encode_spec
 from perfmark.adapters.store.kinds import KINDS, LINKS
 from perfmark.adapters.store.resources import ResourceKind
 from perfmark.domain.links import tracking_url
-from perfmark.domain.records import Record
+from perfmark.domain.records import InvalidRecord, Record
 from perfmark.errors import PerfmarkError
 from perfmark.services import catalog, idempotency
 from perfmark.services.container import Container, Principal
@@ -34,7 +34,7 @@ from perfmark.web.api.schemas import (
     patch_model_for,
 )
 
-__all__ = ["ERROR_RESPONSES", "build_resource_router", "record_to_json"]
+__all__ = ["ERROR_RESPONSES", "build_resource_router", "invalid_json", "record_to_json"]
 
 #: The error responses every authenticated endpoint documents.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -58,6 +58,19 @@ class SecretOut(BaseModel):
     """A postback secret, shown to owners and admins."""
 
     secret: str
+
+
+def invalid_json(entries: Iterable[InvalidRecord]) -> list[dict[str, Any]]:
+    """The objects a list left out because their stored data no longer validates."""
+    return [
+        {
+            "id": entry.id,
+            "code": "stored_object_invalid",
+            "message": entry.message,
+            "field": entry.field,
+        }
+        for entry in entries
+    ]
 
 
 def _extra_fields(kind: ResourceKind[Any]) -> tuple[tuple[str, Any], ...]:
@@ -191,15 +204,7 @@ def _add_kind_routes(router: APIRouter, kind: ResourceKind[Any]) -> None:
         return {
             "data": [record_to_json(container, kind, record) for record in page.items],
             "next_cursor": page.next_cursor,
-            "invalid": [
-                {
-                    "id": entry.id,
-                    "code": "stored_object_invalid",
-                    "message": entry.message,
-                    "field": entry.field,
-                }
-                for entry in page.invalid
-            ],
+            "invalid": invalid_json(page.invalid),
         }
 
     _with_signature(

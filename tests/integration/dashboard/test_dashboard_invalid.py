@@ -1,0 +1,66 @@
+"""A campaign or partner whose stored data no longer validates: named on its list page.
+
+One such object used to make the whole page fail; now the page lists the others and says
+which objects it left out, why, and how to repair them (the JSON twins say the same).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Table, select, update
+
+from perfmark.adapters.store.engine import transaction
+from perfmark.adapters.store.schema import campaigns, publishers
+from perfmark.domain.accounts import Role
+from perfmark.services.accounts import create_api_key
+from perfmark.services.container import Principal
+
+from .conftest import ClientFactory, World
+
+
+def _break(world: World, table: Table, object_id: str, **values: Any) -> None:
+    """Write fields straight into the stored data, as an older release could have."""
+    with transaction(world.container.engine) as conn:
+        data = conn.execute(select(table.c.data).where(table.c.id == object_id)).scalar_one()
+        stored = json.loads(data) if isinstance(data, str) else dict(data)
+        stored.update(values)
+        conn.execute(update(table).where(table.c.id == object_id).values(data=stored))
+
+
+def _analyst_key(world: World) -> dict[str, str]:
+    owner = Principal(world.demo.workspace_id, Role.OWNER, actor_id="test")
+    created = create_api_key(world.container, owner, "invalid-test", Role.ANALYST)
+    return {"Authorization": f"Bearer {created.secret}"}
+
+
+def test_list_pages_name_what_they_leave_out(fresh_world: World, client_for: ClientFactory) -> None:
+    world = fresh_world
+    campaign = world.facts.northwind_campaign
+    publisher = world.facts.couponhub
+    _break(world, campaigns, campaign, daily_budget="-5")
+    _break(world, publishers, publisher, channel="carrier_pigeon")
+    browser = client_for(world, world.owner)
+
+    page = browser.get("/dashboard/campaigns")
+    assert page.status_code == 200
+    assert page.text.count('class="badge status-active"') == 5  # the other campaigns
+    assert 'id="left-out"' in page.text and "1 campaign not shown" in page.text
+    assert campaign in page.text and "daily_budget" in page.text and "PATCH" in page.text
+
+    partners = browser.get("/dashboard/publishers")
+    assert partners.status_code == 200 and "1 publisher not shown" in partners.text
+    assert publisher in partners.text and "SearchBuy" in partners.text
+
+    api = client_for(world, None)
+    twin = api.get("/api/dashboard/campaigns", headers=_analyst_key(world)).json()
+    assert campaign not in [row["id"] for row in twin["data"]]
+    assert [(e["id"], e["field"]) for e in twin["invalid"]] == [(campaign, "daily_budget")]
+    twin = api.get("/api/dashboard/publishers", headers=_analyst_key(world)).json()
+    assert [(e["id"], e["field"]) for e in twin["invalid"]] == [(publisher, "channel")]
+
+
+def test_nothing_is_said_when_nothing_is_left_out(world: World, client_for: ClientFactory) -> None:
+    page = client_for(world, world.owner).get("/dashboard/campaigns")
+    assert page.status_code == 200 and 'id="left-out"' not in page.text
