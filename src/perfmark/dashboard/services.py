@@ -71,7 +71,7 @@ class Listing(Generic[_Row]):
     """
 
     rows: tuple[_Row, ...]
-    currency: str
+    currency: str  #: empty for lists without figures
     invalid: tuple[InvalidRecord, ...] = ()
 
 
@@ -395,7 +395,7 @@ class LinkRow:
 
 def link_rows(
     container: Container, principal: Principal, *, campaign_id: str | None = None
-) -> tuple[LinkRow, ...]:
+) -> Listing[LinkRow]:
     """Tracking links: a campaign's (staff), or a publisher user's own."""
     filters = {"campaign_id": campaign_id} if campaign_id else None
     page = catalog.list_objects(container, principal, LINKS, filters=filters, limit=LIST_LIMIT)
@@ -408,7 +408,7 @@ def link_rows(
         campaigns = _names(container, principal, CAMPAIGNS)
         publishers = _names(container, principal, PUBLISHERS)
     base = container.settings.base_url
-    return tuple(
+    rows = tuple(
         LinkRow(
             record=record,
             url=tracking_url(base, record.spec.slug),
@@ -417,6 +417,7 @@ def link_rows(
         )
         for record in page.items
     )
+    return Listing(rows, "", page.invalid)
 
 
 @dataclass(frozen=True)

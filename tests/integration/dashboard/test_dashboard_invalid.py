@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Table, select, update
 
 from perfmark.adapters.store.engine import transaction
-from perfmark.adapters.store.schema import campaigns, publishers
+from perfmark.adapters.store.schema import campaigns, links, publishers
 from perfmark.domain.accounts import Role
 from perfmark.services.accounts import create_api_key
 from perfmark.services.container import Principal
@@ -64,3 +64,25 @@ def test_list_pages_name_what_they_leave_out(fresh_world: World, client_for: Cli
 def test_nothing_is_said_when_nothing_is_left_out(world: World, client_for: ClientFactory) -> None:
     page = client_for(world, world.owner).get("/dashboard/campaigns")
     assert page.status_code == 200 and 'id="left-out"' not in page.text
+
+
+def test_link_lists_name_the_links_they_leave_out(
+    fresh_world: World, client_for: ClientFactory
+) -> None:
+    world = fresh_world
+    with transaction(world.container.engine) as conn:
+        link_id, campaign_id = conn.execute(
+            select(links.c.id, links.c.campaign_id).where(
+                links.c.publisher_id == world.facts.searchbuy
+            )
+        ).first()
+    _break(world, links, link_id, status="bogus")
+
+    edit = client_for(world, world.owner).get(f"/dashboard/campaigns/{campaign_id}")
+    assert edit.status_code == 200
+    assert "1 link not shown" in edit.text
+    assert f"<li><code>{link_id}</code>: link {link_id} as stored no longer passes" in edit.text
+
+    own = client_for(world, world.publisher).get("/dashboard/links")
+    assert own.status_code == 200
+    assert "1 link not shown" in own.text and link_id in own.text

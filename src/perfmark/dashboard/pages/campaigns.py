@@ -80,7 +80,7 @@ def _editor(
     options = editor_options(container, principal)
     # Which publishers carry a campaign is the network's business, not the advertiser's.
     staff = principal.role in staff_roles()
-    links = link_rows(container, principal, campaign_id=record.id) if record and staff else ()
+    links = link_rows(container, principal, campaign_id=record.id) if record and staff else None
     instructions = campaign_instructions(container, principal, record.id) if record else None
     title = record.spec.name if record else "New campaign"
     return render(
@@ -95,7 +95,8 @@ def _editor(
             options=options,
             sections=ROW_SECTIONS,
             status_choices=_status_choices(record.spec.status if record else None),
-            links=links,
+            links=links.rows if links else (),
+            invalid_links=links.invalid if links else (),
             show_links=staff,
             instructions=instructions,
             models=[model.value for model in PricingModel],
@@ -305,6 +306,7 @@ def add_routes(router: APIRouter) -> None:
     def my_links(request: Request, session: CurrentSession, container: ContainerDep) -> Response:
         principal = session.principal
         require_roles(principal, frozenset({Role.PUBLISHER}), "your links")
+        listing = link_rows(container, principal)
         return render(
             request,
             "links.html",
@@ -312,7 +314,8 @@ def add_routes(router: APIRouter) -> None:
                 request,
                 "links",
                 "My links",
-                links=link_rows(container, principal),
+                links=listing.rows,
+                invalid=listing.invalid,
                 twin="GET /api/links",
             ),
         )
