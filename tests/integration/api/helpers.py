@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, Table, select, update
+
+from perfmark.adapters.store.engine import transaction
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
 
 
-__all__ = ["ERROR_KEYS", "assert_error", "bearer", "created", "seed_graph"]
+__all__ = ["ERROR_KEYS", "assert_error", "bearer", "created", "seed_graph", "write_stored_data"]
 
 ERROR_KEYS = {"code", "message", "field", "docs"}
+
+
+def write_stored_data(engine: Engine, table: Table, object_id: str, **values: Any) -> None:
+    """Write fields straight into an object's stored data, as an older release could have."""
+    with transaction(engine) as conn:
+        data = conn.execute(select(table.c.data).where(table.c.id == object_id)).scalar_one()
+        stored = json.loads(data) if isinstance(data, str) else dict(data)
+        stored.update(values)
+        conn.execute(update(table).where(table.c.id == object_id).values(data=stored))
 
 
 def bearer(secret: str) -> dict[str, str]:

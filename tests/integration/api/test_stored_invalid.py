@@ -7,25 +7,15 @@ database. Before, every read and every PATCH of it answered 422, so it could not
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from sqlalchemy import Table, select, update
 from starlette.testclient import TestClient
 
-from perfmark.adapters.store.engine import transaction
 from perfmark.adapters.store.schema import campaigns, publishers
 from perfmark.services.container import Container
 from perfmark.services.tracking_config import load_snapshot
 
-
-def _store(container: Container, table: Table, object_id: str, **values: Any) -> None:
-    """Write fields straight into the stored data, as an older release could have."""
-    with transaction(container.engine) as conn:
-        data = conn.execute(select(table.c.data).where(table.c.id == object_id)).scalar_one()
-        stored = json.loads(data) if isinstance(data, str) else dict(data)
-        stored.update(values)
-        conn.execute(update(table).where(table.c.id == object_id).values(data=stored))
+from .helpers import write_stored_data
 
 
 def _error(response: Any) -> dict[str, Any]:
@@ -38,7 +28,7 @@ def test_reads_name_the_object_and_field_and_a_patch_repairs_it(
 ) -> None:
     campaign_id = graph["campaign"]["id"]
     slug = graph["link"]["slug"]
-    _store(container, campaigns, campaign_id, daily_budget="-5")
+    write_stored_data(container.engine, campaigns, campaign_id, daily_budget="-5")
     assert slug not in load_snapshot(container.engine).links
 
     response = api.get(f"/api/campaigns/{campaign_id}")
@@ -76,7 +66,7 @@ def test_a_repair_still_follows_the_campaign_lifecycle(
     api: TestClient, graph: dict[str, dict[str, Any]], container: Container
 ) -> None:
     campaign_id = graph["campaign"]["id"]
-    _store(container, campaigns, campaign_id, daily_budget="-5", status="ended")
+    write_stored_data(container.engine, campaigns, campaign_id, daily_budget="-5", status="ended")
     response = api.patch(
         f"/api/campaigns/{campaign_id}", json={"daily_budget": "25", "status": "active"}
     )
@@ -87,7 +77,7 @@ def test_an_object_that_no_longer_validates_can_be_archived_as_stored(
     api: TestClient, graph: dict[str, dict[str, Any]], container: Container
 ) -> None:
     publisher_id = graph["publisher"]["id"]
-    _store(container, publishers, publisher_id, channel="carrier_pigeon")
+    write_stored_data(container.engine, publishers, publisher_id, channel="carrier_pigeon")
     before = api.get("/api/publishers").json()
     assert [entry["id"] for entry in before["invalid"]] == [publisher_id]
     assert before["invalid"][0]["field"] == "channel"
@@ -108,7 +98,7 @@ def test_paging_goes_past_an_invalid_object(
     first = graph["publisher"]["id"]
     second = api.post("/api/publishers", json={"name": "Second", "channel": "native"})
     assert second.status_code == 201, second.text
-    _store(container, publishers, first, channel="carrier_pigeon")
+    write_stored_data(container.engine, publishers, first, channel="carrier_pigeon")
 
     page = api.get("/api/publishers", params={"limit": 1}).json()
     assert page["data"] == [] and [entry["id"] for entry in page["invalid"]] == [first]

@@ -6,10 +6,7 @@ which objects it left out, why, and how to repair them (the JSON twins say the s
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from sqlalchemy import Table, select, update
+from sqlalchemy import select
 
 from perfmark.adapters.store.engine import transaction
 from perfmark.adapters.store.schema import campaigns, links, publishers
@@ -17,16 +14,8 @@ from perfmark.domain.accounts import Role
 from perfmark.services.accounts import create_api_key
 from perfmark.services.container import Principal
 
+from ..api.helpers import write_stored_data
 from .conftest import ClientFactory, World
-
-
-def _break(world: World, table: Table, object_id: str, **values: Any) -> None:
-    """Write fields straight into the stored data, as an older release could have."""
-    with transaction(world.container.engine) as conn:
-        data = conn.execute(select(table.c.data).where(table.c.id == object_id)).scalar_one()
-        stored = json.loads(data) if isinstance(data, str) else dict(data)
-        stored.update(values)
-        conn.execute(update(table).where(table.c.id == object_id).values(data=stored))
 
 
 def _analyst_key(world: World) -> dict[str, str]:
@@ -39,8 +28,8 @@ def test_list_pages_name_what_they_leave_out(fresh_world: World, client_for: Cli
     world = fresh_world
     campaign = world.facts.northwind_campaign
     publisher = world.facts.couponhub
-    _break(world, campaigns, campaign, daily_budget="-5")
-    _break(world, publishers, publisher, channel="carrier_pigeon")
+    write_stored_data(world.container.engine, campaigns, campaign, daily_budget="-5")
+    write_stored_data(world.container.engine, publishers, publisher, channel="carrier_pigeon")
     browser = client_for(world, world.owner)
 
     page = browser.get("/dashboard/campaigns")
@@ -76,7 +65,7 @@ def test_link_lists_name_the_links_they_leave_out(
                 links.c.publisher_id == world.facts.searchbuy
             )
         ).first()
-    _break(world, links, link_id, status="bogus")
+    write_stored_data(world.container.engine, links, link_id, status="bogus")
 
     edit = client_for(world, world.owner).get(f"/dashboard/campaigns/{campaign_id}")
     assert edit.status_code == 200

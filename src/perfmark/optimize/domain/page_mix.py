@@ -56,17 +56,9 @@ class PageMix:
     """Each page's relative conversion rate and each campaign-day's exposure to the mix."""
 
     effects: Mapping[str | None, float]  #: rho per page, click-weighted mean 1
-    clicks: Mapping[str | None, float]  #: clicks per page in the history
     #: campaign -> day -> the day's expected conversions per click relative to the campaign's
     #: latest day with clicks (1.0 when the mix did not change)
     exposures: Mapping[str, Mapping[date, float]]
-
-    @property
-    def varies(self) -> bool:
-        """Whether any day's exposure differs from 1 by more than rounding."""
-        return any(
-            abs(value - 1.0) > 1e-9 for days in self.exposures.values() for value in days.values()
-        )
 
 
 def _check(cells: Sequence[MixCell], prior_conversions: float) -> None:
@@ -133,8 +125,4 @@ def fit_page_mix(
     exposures: dict[str, dict[date, float]] = {}
     for (campaign_id, day), value in zip(strata, mix.tolist(), strict=True):
         exposures.setdefault(campaign_id, {})[day] = value / latest[campaign_id]
-    return PageMix(
-        effects=dict(zip(pages, rho.tolist(), strict=True)),
-        clicks=dict(zip(pages, clicks.sum(axis=0).tolist(), strict=True)),
-        exposures=exposures,
-    )
+    return PageMix(effects=dict(zip(pages, rho.tolist(), strict=True)), exposures=exposures)

@@ -4,9 +4,9 @@ History is read by click date (a conversion counts on the day of the click that 
 it, so each day's outcome belongs to that day's spend), over the last `history_days`
 complete local days. Each day's outcome is weighed against the campaign's landing-page mix
 of that day (`perfmark.optimize.domain.page_mix`), so that a page test running beside the
-budgets is not mistaken for a return on spend. The autopilot then sets each campaign's daily budget to the best split
-within `max_change_pct` of its budget at the start of the local day, however often it runs
-that day.
+budgets is not mistaken for a return on spend. The autopilot then sets each campaign's
+daily budget to the best split within `max_change_pct` of its budget at the start of the
+local day, however often it runs that day.
 """
 
 from __future__ import annotations
@@ -385,9 +385,12 @@ def recommend_budget(
         current_budgets={record.id: record.spec.daily_budget for record in records},
         first_day=days[0],
         last_day=days[1],
-        page_effects={
-            page or "": effect for page, effect in mix.effects.items() if len(mix.effects) > 1
-        },
+        # One page (or none): nothing was adjusted, so nothing to show.
+        page_effects=(
+            {page or "": effect for page, effect in mix.effects.items()}
+            if len(mix.effects) > 1
+            else {}
+        ),
     )
 
 
